@@ -1,1 +1,410 @@
-//! placeholder
+//! End-to-end test harness: a private `dbus-daemon` with the project's bus policy, the real
+//! daemon binaries, and `enigmctl`.
+//!
+//! Tests and the demo use the same pieces: [`PrivateBus`] starts a system-type bus on a socket
+//! in a temporary directory, [`Daemon`] runs a built binary against it and stops it on drop,
+//! [`binary`] builds the workspace's binaries once per test process. Tools a test needs are
+//! installed when missing ([`require_tool`]); nothing is silently skipped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The directory cargo puts binaries in for the current profile (`target/debug`).
+fn binary_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    let mut dir = exe
+        .parent()
+        .context("test binary has no directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// Path of a workspace binary, building all binaries (once per process) in the profile the
+/// caller was built with.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let dir = binary_dir()?;
+    let built = BUILT.get_or_init(|| {
+        let release = dir.ends_with("release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--workspace", "--bins"]);
+        if release {
+            cargo.arg("--release");
+        }
+        match cargo.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("cargo build --bins failed: {status}")),
+            Err(err) => Err(format!("cannot run cargo: {err}")),
+        }
+    });
+    if let Err(err) = built {
+        bail!("{err}");
+    }
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+/// Makes sure `tool` is on the PATH, installing Debian `package` if it is not. Fails (never
+/// skips) when it cannot.
+pub fn require_tool(tool: &str, package: &str) -> Result<()> {
+    if which(tool) {
+        return Ok(());
+    }
+    eprintln!("harness: {tool} missing; installing Debian package {package}");
+    let update = Command::new("apt-get").arg("update").status();
+    let install = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    match (update, install) {
+        (Ok(_), Ok(status)) if status.success() && which(tool) => Ok(()),
+        _ => bail!(
+            "{tool} is required and could not be installed (apt-get install {package}); run `cargo xtask install-deps` as root"
+        ),
+    }
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Creates the daemon system users from the `*.sysusers.conf` files in `daemons/*/dist/`
+/// (as `cargo xtask install-deps` does) when `user` does not exist yet.
+pub fn ensure_system_user(user: &str) -> Result<u32> {
+    if let Some(uid) = uid_of(user) {
+        return Ok(uid);
+    }
+    require_tool("systemd-sysusers", "systemd")?;
+    let files = dist_files(|name| name.ends_with(".sysusers.conf"))?;
+    let status = Command::new("systemd-sysusers").args(&files).status()?;
+    if !status.success() {
+        bail!("systemd-sysusers failed ({status}); are you root?");
+    }
+    uid_of(user).with_context(|| format!("user {user} still missing after systemd-sysusers"))
+}
+
+/// The uid of a user in the passwd database.
+pub fn uid_of(user: &str) -> Option<u32> {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+/// A private system-type `dbus-daemon` with the project's bus policy files.
+pub struct PrivateBus {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateBus {
+    /// Starts a bus whose policy is the system bus defaults plus every
+    /// `daemons/*/dist/*.conf` policy file and `extra_policy` (XML `<policy>` elements).
+    pub fn start(extra_policy: &str) -> Result<Self> {
+        require_tool("dbus-daemon", "dbus-daemon")?;
+        let dir = tempfile::Builder::new().prefix("enigm-bus").tempdir()?;
+        // The daemons drop privileges: let them reach the socket.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        let socket = dir.path().join("system_bus_socket");
+        let includes: String = policy_files()?
+            .iter()
+            .map(|file| format!("  <include>{}</include>\n", file.display()))
+            .collect();
+        let config = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+{extra_policy}
+{includes}</busconfig>
+"#,
+            socket = socket.display()
+        );
+        let config_path = dir.path().join("bus.conf");
+        std::fs::write(&config_path, config)?;
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config_path.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting dbus-daemon")?;
+        let stdout = child.stdout.take().context("dbus-daemon stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let address = line.trim().to_owned();
+        if address.is_empty() {
+            let _ = child.kill();
+            bail!("dbus-daemon printed no address (bad config?)");
+        }
+        Ok(Self {
+            child,
+            address,
+            _dir: dir,
+        })
+    }
+
+    /// The bus address, for `DBUS_SYSTEM_BUS_ADDRESS`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A client connection to the bus.
+    pub async fn connect(&self) -> Result<zbus::Connection> {
+        Ok(zbus::connection::Builder::address(self.address.as_str())
+            .build()
+            .await?)
+    }
+
+    /// Waits until `name` has an owner.
+    pub async fn wait_for_name(&self, name: &str, timeout: Duration) -> Result<()> {
+        let connection = self.connect().await?;
+        let proxy = zbus::fdo::DBusProxy::new(&connection).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if proxy.name_has_owner(name.try_into()?).await? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not appear on the bus within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bus policy files shipped in `daemons/*/dist/`.
+pub fn policy_files() -> Result<Vec<PathBuf>> {
+    dist_files(|name| name.starts_with("org.enigm.") && name.ends_with(".conf"))
+}
+
+/// Files in `daemons/*/dist/` whose name matches, sorted.
+fn dist_files(matches: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("daemons"))? {
+        let Ok(entries) = std::fs::read_dir(entry?.path().join("dist")) else {
+            continue;
+        };
+        for file in entries.flatten() {
+            if matches(&file.file_name().to_string_lossy()) {
+                files.push(file.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A running daemon; stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `command` with its stderr captured to a file.
+    pub fn spawn(mut command: Command) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let stderr_path = dir.path().join("stderr");
+        let stderr = std::fs::File::create(&stderr_path)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = command.spawn().context("starting daemon")?;
+        Ok(Self {
+            child: Some(child),
+            stderr_path,
+            _dir: dir,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("daemon did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let child = self.child.as_mut().context("already stopped")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("daemon still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A field of `/proc/PID/status` (e.g. `Seccomp`, `Uid`, `CapEff`, `VmRSS`).
+    pub fn status_field(&self, field: &str) -> Result<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!("{field}:"))
+                    .map(|v| v.trim().to_owned())
+            })
+            .with_context(|| format!("no {field} in /proc/{}/status", self.pid()))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.terminate(Duration::from_secs(3));
+        }
+    }
+}
+
+/// Copies a directory tree (fixtures into a scratch directory tests may modify).
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, for fixtures whose patch level must be current.
+pub fn today() -> String {
+    let output = Command::new("date").args(["-u", "+%Y-%m-%d"]).output();
+    output
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A command for `enigmctl` against `bus`.
+pub fn enigmctl(bus: &PrivateBus) -> Result<Command> {
+    let mut command = Command::new(binary("enigmctl")?);
+    command.env("DBUS_SYSTEM_BUS_ADDRESS", bus.address());
+    Ok(command)
+}
+
+/// A command that runs `enigm-tscd` on `bus` with `sysroot`, as the real system user.
+pub fn tscd_command(bus: &PrivateBus, sysroot: &Path) -> Result<Command> {
+    ensure_system_user("enigm-tscd")?;
+    let mut command = Command::new(binary("enigm-tscd")?);
+    command
+        .arg("--sysroot")
+        .arg(sysroot)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("ENIGM_LOG_STDERR", "1")
+        .env_remove("NOTIFY_SOCKET");
+    Ok(command)
+}
+
+/// A scratch copy of a `daemons/tscd/fixtures/` tree with its patch level set to today.
+pub fn tscd_fixture(name: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("enigm-fixture").tempdir()?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    copy_tree(
+        &workspace_root().join("daemons/tscd/fixtures").join(name),
+        dir.path(),
+    )?;
+    let os_release = dir.path().join("etc/os-release");
+    if let Ok(text) = std::fs::read_to_string(&os_release) {
+        let today = today();
+        let text: String = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("ENIGM_SECURITY_PATCH=") {
+                    format!("ENIGM_SECURITY_PATCH={today}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&os_release, text)?;
+    }
+    Ok(dir)
+}

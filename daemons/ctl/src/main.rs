@@ -1,1 +1,71 @@
-fn main() {}
+//! `enigmctl`: the device owner's command-line client for the Enigm OS daemons.
+//!
+//! It talks to the daemons over the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, or `--bus-address`)
+//! and prints a readable report, or JSON with `--json` for scripts.
+
+mod posture;
+mod time;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enigmctl",
+    version,
+    about = "Control and inspect Enigm OS system services"
+)]
+struct Cli {
+    /// D-Bus address to use instead of the system bus.
+    #[arg(long, global = true, env = "ENIGM_BUS_ADDRESS")]
+    bus_address: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the Trust Security Center posture: level, failing checks first, with why and fix.
+    Posture(posture::PostureArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("enigmctl: cannot start: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("enigmctl: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let connection = connect(cli.bus_address.as_deref()).await?;
+    match cli.command {
+        Command::Posture(args) => posture::run(&connection, &args).await,
+    }
+}
+
+async fn connect(address: Option<&str>) -> Result<zbus::Connection> {
+    let builder = match address {
+        Some(address) => zbus::connection::Builder::address(address),
+        None => zbus::connection::Builder::system(),
+    };
+    builder
+        .build()
+        .await
+        .context("cannot connect to the system bus")
+}

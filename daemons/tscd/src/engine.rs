@@ -52,8 +52,7 @@ pub async fn run(
 ) -> zbus::Result<()> {
     let iface: InterfaceRef<TrustSecurityCenter> =
         connection.object_server().interface(OBJECT_PATH).await?;
-    // The first tick fires at once: the start-up evaluation had no bus to read signals from.
-    let mut timer = tokio::time::interval(interval);
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         let trigger = tokio::select! {
             trigger = triggers.recv() => match trigger {

@@ -102,10 +102,16 @@ async fn serve(
     let service = TrustSecurityCenter::new(posture.clone(), policy, trigger_tx.clone());
     let connection = zbus::connection::Builder::system()
         .serve_at(OBJECT_PATH, service)
-        .name(BUS_NAME)
         .build()
         .await
-        .with_context(|| format!("connecting to the system bus as {BUS_NAME}"))?;
+        .context("connecting to the system bus")?;
+    // Read the other daemons' signals before taking the name, so the first posture anyone sees
+    // is complete.
+    *posture.write().await = engine::evaluate_now(&evaluator, Some(&connection)).await;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .with_context(|| format!("acquiring the bus name {BUS_NAME}"))?;
 
     let watcher =
         Watcher::new(&watch_dirs(&evaluator.watch_paths())).context("starting inotify")?;
