@@ -3,6 +3,7 @@
 //! Callers log with fields and never put secrets, content, keys or raw device identifiers in
 //! them. The filter comes from `ENIGM_LOG` (e.g. `info`, `enigm_tscd=debug`), default `info`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
@@ -46,6 +47,7 @@ pub fn init(identifier: &str) -> LogTarget {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
     LogTarget::Stderr

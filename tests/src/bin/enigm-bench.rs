@@ -1,0 +1,152 @@
+//! `cargo xtask bench`: the daemon-level figures for `enigm-tscd`, each printed next to its
+//! goal: posture evaluation time on the hardened fixture, start to bus name acquired, and idle
+//! resident memory. Run from a release build (`cargo xtask bench` does).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use enigm_e2e::{Daemon, PrivateBus, tscd_command, tscd_fixture, workspace_root};
+use enigm_runtime::sysroot::Sysroot;
+use enigm_tscd::config::PostureConfig;
+use enigm_tscd::evaluate::Evaluator;
+use enigm_tscd::service::BUS_NAME;
+use enigm_tscd::signals::SignalSnapshot;
+use futures_util::StreamExt;
+
+const STARTS: usize = 20;
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench failed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Figure {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    goal: f64,
+}
+
+async fn bench() -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: debug build; run `cargo xtask bench` for release figures");
+    }
+    let figures = vec![evaluation()?, start_to_name().await?, idle_rss().await?];
+    println!(
+        "\n{:<46} {:>10} {:>10}  {:>8}",
+        "enigm-tscd", "measured", "goal", "of goal"
+    );
+    for figure in &figures {
+        println!(
+            "{:<46} {:>7.2} {:<3}{:>7.2} {:<3} {:>7.0}%  {}",
+            figure.name,
+            figure.value,
+            figure.unit,
+            figure.goal,
+            figure.unit,
+            100.0 * figure.value / figure.goal,
+            if figure.value <= figure.goal {
+                "ok"
+            } else {
+                "OVER GOAL"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Mean time of one full evaluation of the hardened fixture.
+fn evaluation() -> Result<Figure> {
+    let root = workspace_root().join("daemons/tscd/fixtures/hardened");
+    let evaluator = Evaluator::new(Sysroot::new(root), PostureConfig::default());
+    let signals = SignalSnapshot::default();
+    for _ in 0..50 {
+        std::hint::black_box(evaluator.evaluate(&signals, 0));
+    }
+    let runs = 1000;
+    let started = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(evaluator.evaluate(&signals, 0));
+    }
+    let mean_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+    Ok(Figure {
+        name: "posture evaluation, hardened fixture (mean)",
+        value: mean_ms,
+        unit: "ms",
+        goal: 2.0,
+    })
+}
+
+/// Median time from spawn to the daemon's bus name appearing (NameOwnerChanged).
+async fn start_to_name() -> Result<Figure> {
+    let bus = PrivateBus::start("")?;
+    let root = tscd_fixture("hardened")?;
+    let connection = bus.connect().await?;
+    let names = zbus::fdo::DBusProxy::new(&connection).await?;
+    let mut samples = Vec::with_capacity(STARTS);
+    for _ in 0..STARTS {
+        let mut owners = names
+            .receive_name_owner_changed_with_args(&[(0, BUS_NAME)])
+            .await?;
+        let command = tscd_command(&bus, root.path())?;
+        let started = Instant::now();
+        let mut daemon = Daemon::spawn(command)?;
+        loop {
+            let change = tokio::time::timeout(Duration::from_secs(10), owners.next())
+                .await
+                .context("daemon did not take its name")?
+                .context("signal stream ended")?;
+            if change.args()?.new_owner().is_some() {
+                break;
+            }
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        daemon.terminate(Duration::from_secs(5))?;
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(Figure {
+        name: "start to bus name acquired (median of 20)",
+        value: samples[STARTS / 2],
+        unit: "ms",
+        goal: 100.0,
+    })
+}
+
+/// VmRSS of a daemon that has served a few calls and then idled for two seconds.
+async fn idle_rss() -> Result<Figure> {
+    let bus = PrivateBus::start("")?;
+    let root = tscd_fixture("hardened")?;
+    let daemon = Daemon::spawn(tscd_command(&bus, root.path())?)?;
+    bus.wait_for_name(BUS_NAME, Duration::from_secs(10)).await?;
+    let connection = bus.connect().await?;
+    let proxy = enigm_tscd::client::TrustSecurityCenterProxy::new(&connection).await?;
+    for _ in 0..10 {
+        proxy.get_posture().await?;
+    }
+    proxy.refresh().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = daemon.status_field("VmRSS")?;
+    let kib: f64 = rss.trim_end_matches("kB").trim().parse().context("VmRSS")?;
+    Ok(Figure {
+        name: "idle resident memory (VmRSS)",
+        value: kib / 1024.0,
+        unit: "MiB",
+        goal: 8.0,
+    })
+}
