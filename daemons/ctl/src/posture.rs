@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 
 use crate::time::format_utc;
 
-/// Exit code when the level is below `--min-level`.
-pub const BELOW_MIN_LEVEL: u8 = 2;
+/// Exit code when the level is below `--min-level` (2 is clap's usage error).
+pub const BELOW_MIN_LEVEL: u8 = 3;
 
 #[derive(Args, Debug)]
 pub struct PostureArgs {
@@ -24,7 +24,7 @@ pub struct PostureArgs {
     /// Ask the daemon to re-evaluate first (needs change permission).
     #[arg(long)]
     refresh: bool,
-    /// Exit with status 2 when the level is below this (0–4).
+    /// Exit with status 3 when the level is below this (0–4).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     min_level: Option<u8>,
     /// Show passing and not-applicable checks too.

@@ -241,6 +241,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn layers_apply_in_order() {
         let cases: &[(Option<&str>, &[(&str, &str)], Example)] = &[
             (None, &[], Example::default()),
@@ -291,6 +292,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn errors_name_the_key_and_the_source() {
         let cases: &[(Option<&str>, &[(&str, &str)], &str, bool)] = &[
             (Some("bogus = 1\n"), &[], "key `bogus`", true),

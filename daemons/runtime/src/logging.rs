@@ -34,15 +34,15 @@ pub fn choose_target(journald_socket: &Path, force_stderr: bool) -> LogTarget {
 pub fn init(identifier: &str) -> LogTarget {
     let filter = EnvFilter::try_from_env("ENIGM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let force_stderr = std::env::var_os("ENIGM_LOG_STDERR").is_some();
-    if choose_target(Path::new(JOURNALD_SOCKET), force_stderr) == LogTarget::Journald {
-        if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_syslog_identifier(identifier.to_owned());
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(layer)
-                .try_init();
-            return LogTarget::Journald;
-        }
+    if choose_target(Path::new(JOURNALD_SOCKET), force_stderr) == LogTarget::Journald
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let layer = layer.with_syslog_identifier(identifier.to_owned());
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init();
+        return LogTarget::Journald;
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -21,7 +21,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Reads `$NOTIFY_SOCKET` and unsets it so child processes do not inherit it.
+    /// Reads `$NOTIFY_SOCKET` (the daemons start no child processes that could inherit it).
     pub fn from_env() -> Result<Self, NotifyError> {
         let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
             return Ok(Self { target: None });

@@ -2,8 +2,8 @@
 //! capabilities it needs.
 //!
 //! A daemon started as root drops before it serves; one started by systemd as its own user
-//! (`User=` in the unit) is already there and only sheds capabilities. Starting as root with no
-//! user configured is refused: the daemon fails closed rather than serve as root.
+//! (`User=` in the unit) is already there and only sheds capabilities. The user is the
+//! configured one, or else the daemon's own system user: a daemon never serves as root.
 
 use std::collections::HashSet;
 
@@ -12,32 +12,14 @@ use nix::unistd::{Gid, Group, Uid, User};
 use serde::Deserialize;
 
 /// The `[privileges]` section of a daemon's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivilegeConfig {
-    /// User to run as (a name from the passwd database).
+    /// User to run as (a name from the passwd database); empty means the daemon's own system
+    /// user (e.g. `enigm-tscd`).
     pub user: String,
     /// Group to run as; empty means the user's primary group.
     pub group: String,
-}
-
-impl PrivilegeConfig {
-    /// The configuration for a daemon whose system user and group are both `name`.
-    pub fn for_user(name: &str) -> Self {
-        Self {
-            user: name.to_owned(),
-            group: String::new(),
-        }
-    }
-}
-
-impl Default for PrivilegeConfig {
-    fn default() -> Self {
-        Self {
-            user: String::new(),
-            group: String::new(),
-        }
-    }
 }
 
 /// A privilege drop that could not be done; the daemon must not go on.
@@ -49,8 +31,8 @@ pub enum PrivilegeError {
     /// The configured group is not in the group database.
     #[error("group `{0}` does not exist")]
     NoSuchGroup(String),
-    /// Running as root with no user to drop to.
-    #[error("refusing to run as root: set privileges.user")]
+    /// No user to drop to.
+    #[error("no user to run as: set privileges.user")]
     WouldStayRoot,
     /// Started as some third user that is neither root nor the configured one.
     #[error(
@@ -102,22 +84,25 @@ fn caps_err(step: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Privi
     }
 }
 
-/// Drops to the configured user and group, keeping only `keep` capabilities.
+/// Drops to the configured user (else `system_user`) and group, keeping only `keep`
+/// capabilities.
 pub fn drop_privileges(
     config: &PrivilegeConfig,
+    system_user: &str,
     keep: &[Capability],
 ) -> Result<Identity, PrivilegeError> {
     let current = Uid::effective();
-    if config.user.is_empty() {
-        if current.is_root() {
-            return Err(PrivilegeError::WouldStayRoot);
-        }
-        restrict_capabilities(keep)?;
-        return identity();
+    let name = if config.user.is_empty() {
+        system_user
+    } else {
+        config.user.as_str()
+    };
+    if name.is_empty() {
+        return Err(PrivilegeError::WouldStayRoot);
     }
-    let user = User::from_name(&config.user)
+    let user = User::from_name(name)
         .map_err(sys("looking up user"))?
-        .ok_or_else(|| PrivilegeError::NoSuchUser(config.user.clone()))?;
+        .ok_or_else(|| PrivilegeError::NoSuchUser(name.to_owned()))?;
     let gid = if config.group.is_empty() {
         user.gid
     } else {
@@ -133,7 +118,7 @@ pub fn drop_privileges(
     if !current.is_root() {
         return Err(PrivilegeError::WrongUser {
             current: current.as_raw(),
-            user: config.user.clone(),
+            user: name.to_owned(),
             target: user.uid.as_raw(),
         });
     }
@@ -168,8 +153,17 @@ fn switch_user(uid: Uid, gid: Gid, keep: &[Capability]) -> Result<(), PrivilegeE
 }
 
 /// Leaves exactly `keep` in the permitted and effective sets, and nothing inheritable.
+/// Makes no system call to change them when they are already so (a daemon started by systemd
+/// with an empty bounding set), so its syscall filter need not allow `capset`.
 fn restrict_capabilities(keep: &[Capability]) -> Result<(), PrivilegeError> {
     let keep_set: caps::CapsHashSet = keep.iter().copied().collect();
+    let read = |set| caps::read(None, set).map_err(caps_err("reading capabilities"));
+    if read(CapSet::Permitted)? == keep_set
+        && read(CapSet::Effective)? == keep_set
+        && read(CapSet::Inheritable)?.is_empty()
+    {
+        return Ok(());
+    }
     caps::set(None, CapSet::Effective, &keep_set)
         .map_err(caps_err("setting effective capabilities"))?;
     caps::set(None, CapSet::Permitted, &keep_set)

@@ -21,7 +21,7 @@ const INSTRUCTION_BYTES: usize = 8;
 
 /// Decodes the packed program written by `enigm_seccomp_build::compile_policy`.
 pub fn decode(bytes: &[u8]) -> Result<Vec<sock_filter>, SeccompError> {
-    if bytes.is_empty() || bytes.len() % INSTRUCTION_BYTES != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(INSTRUCTION_BYTES) {
         return Err(SeccompError::Malformed(bytes.len()));
     }
     Ok(bytes

@@ -13,10 +13,10 @@ pub const DAEMON: &str = "tscd";
 pub const SYSTEM_USER: &str = "enigm-tscd";
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TscdConfig {
-    /// User and group to drop to.
+    /// User and group to drop to (default: the `enigm-tscd` system user).
     pub privileges: PrivilegeConfig,
     /// Who may read the posture and who may force a refresh.
     pub authorization: AuthorizationConfig,
@@ -24,17 +24,6 @@ pub struct TscdConfig {
     pub posture: PostureConfig,
     /// Re-evaluation timing.
     pub refresh: RefreshConfig,
-}
-
-impl Default for TscdConfig {
-    fn default() -> Self {
-        Self {
-            privileges: PrivilegeConfig::for_user(SYSTEM_USER),
-            authorization: AuthorizationConfig::default(),
-            posture: PostureConfig::default(),
-            refresh: RefreshConfig::default(),
-        }
-    }
 }
 
 /// Settings of individual checks.

@@ -32,11 +32,11 @@ impl Evaluator {
 
     /// Runs every check and scores them.
     pub fn evaluate(&self, signals: &SignalSnapshot, now_unix: u64) -> Posture {
-        let properties = self
-            .sysroot
-            .read_to_string(&self.config.properties_file)
-            .map(|text| Properties::parse(&text))
-            .unwrap_or_default();
+        let properties = match self.sysroot.read_to_string(&self.config.properties_file) {
+            Ok(text) => Properties::parse(&text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Properties::default(),
+            Err(_) => Properties::unreadable(),
+        };
         let mounts = self
             .sysroot
             .read_to_string("/proc/self/mountinfo")

@@ -12,7 +12,7 @@ use clap::Parser;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
-use enigm_tscd::config::{DAEMON, TscdConfig};
+use enigm_tscd::config::{DAEMON, SYSTEM_USER, TscdConfig};
 use enigm_tscd::engine::{self, Trigger};
 use enigm_tscd::evaluate::Evaluator;
 use enigm_tscd::service::{BUS_NAME, OBJECT_PATH, TrustSecurityCenter};
@@ -69,7 +69,8 @@ fn run() -> Result<()> {
 
     // Drop to the daemon's user with no capabilities, then lock the syscall surface: from here
     // on nothing runs with more than it needs.
-    privileges::drop_privileges(&config.privileges, &[]).context("dropping privileges")?;
+    privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
+        .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
     if args.seccomp_probe {
         probe_seccomp();

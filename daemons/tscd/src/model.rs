@@ -1,7 +1,7 @@
 //! The posture data model: one [`CheckReport`] per check, and the scored [`Posture`].
 //!
 //! These types are also the D-Bus wire format of `org.enigm.TrustSecurityCenter1`
-//! (signature of a check: `(sssysssss)`), and the `--json` output of `enigmctl posture`.
+//! (signature of a check: `(sssyssss)`), and the `--json` output of `enigmctl posture`.
 
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::Type;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Properties {
     values: BTreeMap<String, String>,
+    unreadable: bool,
 }
 
 impl Properties {
@@ -21,12 +22,24 @@ impl Properties {
             .filter(|line| !line.is_empty() && !line.starts_with('#'))
             .filter_map(parse_line)
             .collect();
-        Self { values }
+        Self {
+            values,
+            unreadable: false,
+        }
     }
 
-    /// Whether any property is known (i.e. this is an Android device).
+    /// A source that exists but cannot be read: the device counts as Android with no property
+    /// known, so every Android check is undetermined rather than "not applicable".
+    pub fn unreadable() -> Self {
+        Self {
+            values: BTreeMap::new(),
+            unreadable: true,
+        }
+    }
+
+    /// Whether this is an Android device (a property source exists).
     pub fn is_android(&self) -> bool {
-        !self.values.is_empty()
+        self.unreadable || !self.values.is_empty()
     }
 
     /// A property's value.
@@ -70,5 +83,10 @@ mod tests {
         assert_eq!(props.get("empty.value"), Some(""));
         assert_eq!(props.get("broken"), None);
         assert!(!Properties::parse("").is_android());
+        assert!(Properties::unreadable().is_android());
+        assert_eq!(
+            Properties::unreadable().get("ro.boot.verifiedbootstate"),
+            None
+        );
     }
 }

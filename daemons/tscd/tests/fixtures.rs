@@ -244,3 +244,58 @@ fn missing_or_malformed_inputs_never_pass() {
     assert_eq!(outcome("boot.dm-verity-root"), Outcome::Unavailable);
     assert_eq!(outcome("patch.security-patch-age"), Outcome::Unavailable);
 }
+
+#[test]
+fn unreadable_inputs_are_undetermined_not_passed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (path, content) in [
+        ("proc/sys/kernel/core_pattern", "|/bin/false"),
+        (
+            "run/enigm/system-properties",
+            "[ro.boot.verifiedbootstate]: [green]",
+        ),
+    ] {
+        std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+        std::fs::write(root.join(path), content).unwrap();
+    }
+    std::fs::create_dir_all(root.join("sys/class/iommu/dmar0")).unwrap();
+    // A directory where a file is expected cannot be read as one, even by root.
+    std::fs::create_dir_all(root.join("proc/sys/kernel/core_pattern_dir")).unwrap();
+    std::fs::remove_file(root.join("proc/sys/kernel/core_pattern")).unwrap();
+    std::fs::rename(
+        root.join("proc/sys/kernel/core_pattern_dir"),
+        root.join("proc/sys/kernel/core_pattern"),
+    )
+    .unwrap();
+    std::fs::remove_file(root.join("run/enigm/system-properties")).unwrap();
+    std::fs::create_dir(root.join("run/enigm/system-properties")).unwrap();
+    std::fs::set_permissions(
+        root.join("sys/class/iommu"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+
+    let posture = Evaluator::new(Sysroot::new(root), PostureConfig::default())
+        .evaluate(&SignalSnapshot::default(), NOW);
+    let check = |id: &str| posture.checks.iter().find(|c| c.id == id).unwrap().clone();
+    let core = check("debug.core-dumps");
+    assert_eq!(core.outcome(), Outcome::Unavailable, "{}", core.observed);
+    assert!(
+        core.observed.contains("core_pattern is unreadable"),
+        "{}",
+        core.observed
+    );
+    // An unreadable property source makes the Android checks undetermined, not "not applicable".
+    assert_eq!(check("boot.verified-boot").outcome(), Outcome::Unavailable);
+    assert_eq!(
+        check("debug.usb-debugging").outcome(),
+        Outcome::Pass,
+        "no adb property known"
+    );
+    assert_eq!(
+        check("boot.bootloader-locked").outcome(),
+        Outcome::Unavailable
+    );
+}

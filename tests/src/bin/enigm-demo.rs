@@ -70,7 +70,7 @@ async fn demo() -> Result<ExitCode> {
         anyhow::bail!("enigmctl posture failed: {status}");
     }
 
-    step("enigmctl posture --json --min-level 1  (exit code 2 means below level 1)");
+    step("enigmctl posture --json --min-level 1  (exit code 3 means below level 1)");
     let output = enigmctl(&bus)?
         .args(["posture", "--json", "--min-level", "1"])
         .output()?;

@@ -1,7 +1,7 @@
 //! Boot chain checks: Android verified boot and bootloader lock, UEFI Secure Boot, and a
 //! dm-verity root filesystem.
 
-use super::{Check, Context, Rule};
+use super::{Check, Context, Rule, Unreadable, bytes, exists};
 use crate::model::Finding;
 use crate::mounts::{DmKind, dm_stack, mount_for};
 
@@ -51,69 +51,70 @@ pub(super) const CHECKS: &[Check] = &[
     },
 ];
 
-fn verified_boot(context: &Context<'_>) -> Finding {
+fn verified_boot(context: &Context<'_>) -> Result<Finding, Unreadable> {
     if !context.properties.is_android() {
-        return Finding::not_applicable("not an Android device");
+        return Ok(Finding::not_applicable("not an Android device"));
     }
-    match context.properties.get("ro.boot.verifiedbootstate") {
+    Ok(match context.properties.get("ro.boot.verifiedbootstate") {
         Some("green") => Finding::pass("green"),
         Some(state) => Finding::fail(state),
         None => Finding::unavailable("ro.boot.verifiedbootstate is not set"),
-    }
+    })
 }
 
-fn bootloader_locked(context: &Context<'_>) -> Finding {
+fn bootloader_locked(context: &Context<'_>) -> Result<Finding, Unreadable> {
     let props = context.properties;
     if !props.is_android() {
-        return Finding::not_applicable("not an Android device");
+        return Ok(Finding::not_applicable("not an Android device"));
     }
-    match (
-        props.get("ro.boot.flash.locked"),
-        props.get("ro.boot.vbmeta.device_state"),
-    ) {
-        (Some("1"), _) | (None, Some("locked")) => Finding::pass("locked"),
-        (Some(flag), _) => Finding::fail(format!("unlocked (ro.boot.flash.locked={flag})")),
-        (None, Some(state)) => Finding::fail(format!("{state} (ro.boot.vbmeta.device_state)")),
-        (None, None) => Finding::unavailable("no bootloader lock property"),
-    }
+    Ok(
+        match (
+            props.get("ro.boot.flash.locked"),
+            props.get("ro.boot.vbmeta.device_state"),
+        ) {
+            (Some("1"), _) | (None, Some("locked")) => Finding::pass("locked"),
+            (Some(flag), _) => Finding::fail(format!("unlocked (ro.boot.flash.locked={flag})")),
+            (None, Some(state)) => Finding::fail(format!("{state} (ro.boot.vbmeta.device_state)")),
+            (None, None) => Finding::unavailable("no bootloader lock property"),
+        },
+    )
 }
 
-fn secure_boot(context: &Context<'_>) -> Finding {
+fn secure_boot(context: &Context<'_>) -> Result<Finding, Unreadable> {
     if context.properties.is_android() {
-        return Finding::not_applicable("Android verified boot applies instead");
+        return Ok(Finding::not_applicable(
+            "Android verified boot applies instead",
+        ));
     }
-    if !context.sysroot.exists("/sys/firmware/efi") {
-        return Finding::fail("not booted through UEFI");
+    if !exists(context, "/sys/firmware/efi")? {
+        return Ok(Finding::fail("not booted through UEFI"));
     }
-    let var = |name: &str| {
-        context
-            .sysroot
-            .read(format!("/sys/firmware/efi/efivars/{name}-{EFI_GLOBAL}"))
-            .ok()
-            // efivarfs files start with 4 bytes of attributes, then the value.
-            .and_then(|bytes| bytes.get(4).copied())
+    // efivarfs files start with 4 bytes of attributes, then the value.
+    let var = |name: &str| -> Result<Option<u8>, Unreadable> {
+        let path = format!("/sys/firmware/efi/efivars/{name}-{EFI_GLOBAL}");
+        Ok(bytes(context, &path)?.and_then(|bytes| bytes.get(4).copied()))
     };
-    match (var("SecureBoot"), var("SetupMode")) {
+    Ok(match (var("SecureBoot")?, var("SetupMode")?) {
         (_, Some(1)) => Finding::fail("firmware is in setup mode"),
         (Some(1), _) => Finding::pass("enabled"),
         (Some(_), _) => Finding::fail("disabled"),
         (None, _) => Finding::fail("SecureBoot variable is absent"),
-    }
+    })
 }
 
-fn dm_verity_root(context: &Context<'_>) -> Finding {
+fn dm_verity_root(context: &Context<'_>) -> Result<Finding, Unreadable> {
     if let Some(mode) = context.properties.get("ro.boot.veritymode") {
-        return Finding::pass_if(
+        return Ok(Finding::pass_if(
             matches!(mode, "enforcing" | "eio"),
             format!("veritymode {mode}"),
-        );
+        ));
     }
     let Some(root) = mount_for(context.mounts, "/") else {
-        return Finding::unavailable("no root mount in mountinfo");
+        return Ok(Finding::unavailable("no root mount in mountinfo"));
     };
     let observed = format!("{} ({}) on {}", root.source, root.fs_type, root.device);
-    Finding::pass_if(
+    Ok(Finding::pass_if(
         dm_stack(context.sysroot, &root.device).contains(&DmKind::Verity),
         observed,
-    )
+    ))
 }

@@ -1,7 +1,7 @@
 //! Debugging interfaces that must be closed on a production device: USB debugging, debuggable
 //! builds, debugfs, and core dumps.
 
-use super::{Check, Context, Rule, value};
+use super::{Check, Context, Rule, Unreadable, entries, value};
 use crate::model::Finding;
 
 pub(super) const CHECKS: &[Check] = &[
@@ -51,10 +51,10 @@ pub(super) const CHECKS: &[Check] = &[
     },
 ];
 
-fn usb_debugging(context: &Context<'_>) -> Finding {
+fn usb_debugging(context: &Context<'_>) -> Result<Finding, Unreadable> {
     let props = context.properties;
     if !props.is_android() {
-        return Finding::not_applicable("not an Android device");
+        return Ok(Finding::not_applicable("not an Android device"));
     }
     let usb_config = props
         .get("sys.usb.config")
@@ -62,48 +62,53 @@ fn usb_debugging(context: &Context<'_>) -> Finding {
         .unwrap_or("");
     let adbd = props.get("init.svc.adbd").unwrap_or("stopped");
     let on = usb_config.split(',').any(|function| function == "adb") || adbd == "running";
-    let observed = format!("usb config {usb_config:?}, adbd {adbd}");
-    Finding::pass_if(!on, observed)
+    Ok(Finding::pass_if(
+        !on,
+        format!("usb config {usb_config:?}, adbd {adbd}"),
+    ))
 }
 
-fn debuggable_build(context: &Context<'_>) -> Finding {
+fn debuggable_build(context: &Context<'_>) -> Result<Finding, Unreadable> {
     let props = context.properties;
     if !props.is_android() {
-        return Finding::not_applicable("not an Android device");
+        return Ok(Finding::not_applicable("not an Android device"));
     }
-    match props.get("ro.debuggable") {
+    Ok(match props.get("ro.debuggable") {
         Some(flag) => Finding::pass_if(flag == "0", format!("ro.debuggable={flag}")),
         None => Finding::pass("ro.debuggable unset"),
-    }
+    })
 }
 
-fn debugfs(context: &Context<'_>) -> Finding {
+fn debugfs(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    if context.mounts.is_empty() {
+        return Ok(Finding::unavailable("mount table unreadable or empty"));
+    }
     let mounted: Vec<&str> = context
         .mounts
         .iter()
         .filter(|mount| mount.fs_type == "debugfs")
         .map(|mount| mount.mount_point.as_str())
         .collect();
-    if mounted.is_empty() {
+    Ok(if mounted.is_empty() {
         Finding::pass("not mounted")
     } else {
         Finding::fail(format!("mounted at {}", mounted.join(", ")))
-    }
+    })
 }
 
-fn core_dumps(context: &Context<'_>) -> Finding {
-    let Some(pattern) = value(context, "/proc/sys/kernel/core_pattern") else {
-        return Finding::pass("core dump support compiled out");
+fn core_dumps(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    let Some(pattern) = value(context, "/proc/sys/kernel/core_pattern")? else {
+        return Ok(Finding::pass("core dump support compiled out"));
     };
     let handler = pattern
         .strip_prefix('|')
         .map(|command| command.split_whitespace().next().unwrap_or(""));
-    match handler {
+    Ok(match handler {
         Some("/bin/false" | "/usr/bin/false" | "/bin/true" | "/usr/bin/true") => {
             Finding::pass(pattern)
         }
         Some(handler) if handler.ends_with("systemd-coredump") => {
-            let storage = coredump_storage(context);
+            let storage = coredump_storage(context)?;
             Finding::pass_if(
                 storage == "none",
                 format!("systemd-coredump, Storage={storage}"),
@@ -111,30 +116,26 @@ fn core_dumps(context: &Context<'_>) -> Finding {
         }
         Some(_) => Finding::fail(format!("piped to {pattern}")),
         None => Finding::fail(format!("written to files: {pattern}")),
-    }
+    })
 }
 
 /// systemd-coredump's `Storage=`, with drop-ins applied in order; default `external`.
-fn coredump_storage(context: &Context<'_>) -> String {
+fn coredump_storage(context: &Context<'_>) -> Result<String, Unreadable> {
+    const DROPINS: &str = "/etc/systemd/coredump.conf.d";
     let mut files = vec!["/etc/systemd/coredump.conf".to_owned()];
-    if let Ok(Some(dropins)) = context.sysroot.list_dir("/etc/systemd/coredump.conf.d") {
-        files.extend(
-            dropins
-                .into_iter()
-                .filter(|name| name.ends_with(".conf"))
-                .map(|name| format!("/etc/systemd/coredump.conf.d/{name}")),
-        );
+    for name in entries(context, DROPINS)?.unwrap_or_default() {
+        if name.ends_with(".conf") {
+            files.push(format!("{DROPINS}/{name}"));
+        }
     }
     let mut storage = "external".to_owned();
     for file in files {
-        let Ok(Some(text)) = context.sysroot.read_value(&file) else {
-            continue;
-        };
+        let text = value(context, &file)?.unwrap_or_default();
         for line in text.lines() {
             if let Some(value) = line.trim().strip_prefix("Storage=") {
                 storage = value.trim().to_owned();
             }
         }
     }
-    storage
+    Ok(storage)
 }

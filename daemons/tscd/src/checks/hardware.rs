@@ -1,6 +1,6 @@
 //! Hardware protections: TPM 2.0, IOMMU, swap, and encryption of user data.
 
-use super::{Check, Context, Rule, value};
+use super::{Check, Context, Rule, Unreadable, entries, exists, value};
 use crate::model::Finding;
 use crate::mounts::{DmKind, dm_stack, mount_for};
 
@@ -47,38 +47,42 @@ pub(super) const CHECKS: &[Check] = &[
     },
 ];
 
-fn tpm(context: &Context<'_>) -> Finding {
+fn tpm(context: &Context<'_>) -> Result<Finding, Unreadable> {
     if context.properties.is_android() {
-        return Finding::not_applicable("Android devices attest through Keystore");
+        return Ok(Finding::not_applicable(
+            "Android devices attest through Keystore",
+        ));
     }
-    match value(context, "/sys/class/tpm/tpm0/tpm_version_major").as_deref() {
-        Some("2") => return Finding::pass("TPM 2.0"),
-        Some(major) => return Finding::fail(format!("TPM {major}.x")),
+    match value(context, "/sys/class/tpm/tpm0/tpm_version_major")?.as_deref() {
+        Some("2") => return Ok(Finding::pass("TPM 2.0")),
+        Some(major) => return Ok(Finding::fail(format!("TPM {major}.x"))),
         None => {}
     }
     // Kernels before 5.6 lack tpm_version_major; only TPM 2.0 gets a resource manager.
-    if context.sysroot.exists("/sys/class/tpmrm/tpmrm0") {
-        return Finding::pass("TPM 2.0 (tpmrm0)");
-    }
-    if context.sysroot.exists("/sys/class/tpm/tpm0") {
-        return Finding::fail("TPM 1.2");
-    }
-    Finding::fail("no TPM")
+    Ok(if exists(context, "/sys/class/tpmrm/tpmrm0")? {
+        Finding::pass("TPM 2.0 (tpmrm0)")
+    } else if exists(context, "/sys/class/tpm/tpm0")? {
+        Finding::fail("TPM 1.2")
+    } else {
+        Finding::fail("no TPM")
+    })
 }
 
-fn iommu(context: &Context<'_>) -> Finding {
+fn iommu(context: &Context<'_>) -> Result<Finding, Unreadable> {
     if context.properties.is_android() {
-        return Finding::not_applicable("SoC SMMUs are not exposed through sysfs");
+        return Ok(Finding::not_applicable(
+            "SoC SMMUs are not exposed through sysfs",
+        ));
     }
-    match context.sysroot.list_dir("/sys/class/iommu") {
-        Ok(Some(units)) if !units.is_empty() => Finding::pass(units.join(", ")),
+    Ok(match entries(context, "/sys/class/iommu")? {
+        Some(units) if !units.is_empty() => Finding::pass(units.join(", ")),
         _ => Finding::fail("no IOMMU active"),
-    }
+    })
 }
 
-fn swap(context: &Context<'_>) -> Finding {
-    let Some(text) = context.sysroot.read_value("/proc/swaps").ok().flatten() else {
-        return Finding::pass("no swap support");
+fn swap(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    let Some(text) = value(context, "/proc/swaps")? else {
+        return Ok(Finding::pass("no swap support"));
     };
     let devices: Vec<&str> = text
         .lines()
@@ -86,68 +90,71 @@ fn swap(context: &Context<'_>) -> Finding {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     if devices.is_empty() {
-        return Finding::pass("no swap");
+        return Ok(Finding::pass("no swap"));
     }
-    let unprotected: Vec<&str> = devices
-        .iter()
-        .copied()
-        .filter(|device| !swap_is_protected(context, device))
-        .collect();
-    if unprotected.is_empty() {
+    let mut unprotected = Vec::new();
+    for device in &devices {
+        if !swap_is_protected(context, device)? {
+            unprotected.push(*device);
+        }
+    }
+    Ok(if unprotected.is_empty() {
         Finding::pass(format!("encrypted or in RAM: {}", devices.join(", ")))
     } else {
         Finding::fail(format!("unencrypted: {}", unprotected.join(", ")))
-    }
+    })
 }
 
-fn swap_is_protected(context: &Context<'_>, device: &str) -> bool {
+fn swap_is_protected(context: &Context<'_>, device: &str) -> Result<bool, Unreadable> {
     if device
         .rsplit('/')
         .next()
         .is_some_and(|name| name.starts_with("zram"))
     {
-        return true;
+        return Ok(true);
     }
-    if let Some(name) = device.strip_prefix("/dev/") {
-        let block = match name.strip_prefix("mapper/") {
-            Some(mapped) => dm_block_by_name(context, mapped),
-            None => Some(name.to_owned()),
-        };
-        return block.is_some_and(|block| {
-            value(context, &format!("/sys/class/block/{block}/dev"))
-                .is_some_and(|dev| dm_stack(context.sysroot, &dev).contains(&DmKind::Crypt))
-        });
-    }
-    // A swap file: protected when the filesystem holding it is.
-    mount_for(context.mounts, device)
-        .is_some_and(|mount| dm_stack(context.sysroot, &mount.device).contains(&DmKind::Crypt))
+    let encrypted = |dev: &str| dm_stack(context.sysroot, dev).contains(&DmKind::Crypt);
+    let Some(name) = device.strip_prefix("/dev/") else {
+        // A swap file: protected when the filesystem holding it is.
+        return Ok(mount_for(context.mounts, device).is_some_and(|mount| encrypted(&mount.device)));
+    };
+    let block = match name.strip_prefix("mapper/") {
+        Some(mapped) => dm_block_by_name(context, mapped)?,
+        None => Some(name.to_owned()),
+    };
+    let Some(block) = block else { return Ok(false) };
+    Ok(
+        value(context, &format!("/sys/class/block/{block}/dev"))?
+            .is_some_and(|dev| encrypted(&dev)),
+    )
 }
 
-fn dm_block_by_name(context: &Context<'_>, name: &str) -> Option<String> {
-    let blocks = context
-        .sysroot
-        .list_dir("/sys/class/block")
-        .ok()
-        .flatten()?;
-    blocks.into_iter().find(|block| {
-        value(context, &format!("/sys/class/block/{block}/dm/name")).as_deref() == Some(name)
-    })
+fn dm_block_by_name(context: &Context<'_>, name: &str) -> Result<Option<String>, Unreadable> {
+    for block in entries(context, "/sys/class/block")?.unwrap_or_default() {
+        if value(context, &format!("/sys/class/block/{block}/dm/name"))?.as_deref() == Some(name) {
+            return Ok(Some(block));
+        }
+    }
+    Ok(None)
 }
 
-fn data_encryption(context: &Context<'_>) -> Finding {
+fn data_encryption(context: &Context<'_>) -> Result<Finding, Unreadable> {
     let props = context.properties;
     if props.is_android() {
         let state = props.get("ro.crypto.state").unwrap_or("unknown");
         let kind = props.get("ro.crypto.type").unwrap_or("unknown");
-        return Finding::pass_if(state == "encrypted", format!("{state} ({kind}-based)"));
+        return Ok(Finding::pass_if(
+            state == "encrypted",
+            format!("{state} ({kind}-based)"),
+        ));
     }
     let path = context.config.data_path.as_str();
     let Some(mount) = mount_for(context.mounts, path) else {
-        return Finding::unavailable(format!("no mount holds {path}"));
+        return Ok(Finding::unavailable(format!("no mount holds {path}")));
     };
     let observed = format!("{path} on {} ({})", mount.source, mount.fs_type);
-    Finding::pass_if(
+    Ok(Finding::pass_if(
         dm_stack(context.sysroot, &mount.device).contains(&DmKind::Crypt),
         observed,
-    )
+    ))
 }

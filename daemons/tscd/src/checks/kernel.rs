@@ -1,6 +1,6 @@
 //! Kernel integrity checks: lockdown, module signatures, SELinux, and taint.
 
-use super::{Check, Context, Rule, value};
+use super::{Check, Context, Rule, Unreadable, exists, value};
 use crate::model::{Finding, RUNTIME};
 
 pub(super) const CHECKS: &[Check] = &[
@@ -69,63 +69,69 @@ pub(super) const CHECKS: &[Check] = &[
     },
 ];
 
-fn selinux_enforcing(context: &Context<'_>) -> Finding {
-    match value(context, "/sys/fs/selinux/enforce").as_deref() {
-        Some("1") => Finding::pass("enforcing"),
-        Some("0") => Finding::fail("permissive"),
-        Some(other) => Finding::fail(format!("unexpected value {other:?}")),
-        None => Finding::fail("SELinux is not enabled"),
-    }
+fn selinux_enforcing(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    Ok(
+        match value(context, "/sys/fs/selinux/enforce")?.as_deref() {
+            Some("1") => Finding::pass("enforcing"),
+            Some("0") => Finding::fail("permissive"),
+            Some(other) => Finding::fail(format!("unexpected value {other:?}")),
+            None => Finding::fail("SELinux is not enabled"),
+        },
+    )
 }
 
-/// The selected mode in `none [integrity] confidentiality`.
-pub(super) fn lockdown_mode(context: &Context<'_>) -> Option<String> {
-    let text = value(context, "/sys/kernel/security/lockdown")?;
-    let start = text.find('[')?;
-    let end = text[start..].find(']')?;
-    Some(text[start + 1..start + end].to_owned())
+/// The selected mode in `none [integrity] confidentiality`; `None` without lockdown.
+fn lockdown_mode(context: &Context<'_>) -> Result<Option<String>, Unreadable> {
+    let Some(text) = value(context, "/sys/kernel/security/lockdown")? else {
+        return Ok(None);
+    };
+    let selected = text.split_whitespace().find_map(|word| {
+        word.strip_prefix('[')
+            .and_then(|word| word.strip_suffix(']'))
+    });
+    Ok(selected.map(str::to_owned))
 }
 
-fn lockdown_integrity(context: &Context<'_>) -> Finding {
-    match lockdown_mode(context) {
+fn lockdown_integrity(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    Ok(match lockdown_mode(context)? {
         Some(mode) => Finding::pass_if(mode == "integrity" || mode == "confidentiality", mode),
         None => Finding::fail("lockdown is not available"),
-    }
+    })
 }
 
-fn lockdown_confidentiality(context: &Context<'_>) -> Finding {
-    match lockdown_mode(context) {
+fn lockdown_confidentiality(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    Ok(match lockdown_mode(context)? {
         Some(mode) => Finding::pass_if(mode == "confidentiality", mode),
         None => Finding::fail("lockdown is not available"),
-    }
+    })
 }
 
-fn module_signatures(context: &Context<'_>) -> Finding {
-    if !context.sysroot.exists("/proc/modules") {
-        return Finding::pass("module support compiled out");
+fn module_signatures(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    if !exists(context, "/proc/modules")? {
+        return Ok(Finding::pass("module support compiled out"));
     }
-    if value(context, "/proc/sys/kernel/modules_disabled").as_deref() == Some("1") {
-        return Finding::pass("module loading disabled");
+    if value(context, "/proc/sys/kernel/modules_disabled")?.as_deref() == Some("1") {
+        return Ok(Finding::pass("module loading disabled"));
     }
-    if value(context, "/sys/module/module/parameters/sig_enforce").as_deref() == Some("Y") {
-        return Finding::pass("sig_enforce=Y");
+    if value(context, "/sys/module/module/parameters/sig_enforce")?.as_deref() == Some("Y") {
+        return Ok(Finding::pass("sig_enforce=Y"));
     }
-    match lockdown_mode(context).as_deref() {
+    Ok(match lockdown_mode(context)?.as_deref() {
         Some(mode @ ("integrity" | "confidentiality")) => {
             Finding::pass(format!("enforced by lockdown={mode}"))
         }
         _ => Finding::fail("unsigned modules can be loaded"),
-    }
+    })
 }
 
-fn modules_disabled(context: &Context<'_>) -> Finding {
-    if !context.sysroot.exists("/proc/modules") {
-        return Finding::pass("module support compiled out");
+fn modules_disabled(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    if !exists(context, "/proc/modules")? {
+        return Ok(Finding::pass("module support compiled out"));
     }
-    match value(context, "/proc/sys/kernel/modules_disabled") {
+    Ok(match value(context, "/proc/sys/kernel/modules_disabled")? {
         Some(flag) => Finding::pass_if(flag == "1", format!("modules_disabled={flag}")),
         None => Finding::fail("modules_disabled is not available"),
-    }
+    })
 }
 
 /// Taint flag letters, by bit, as the kernel prints them.
@@ -141,15 +147,15 @@ pub fn taint_letters(mask: u64) -> String {
         .collect()
 }
 
-fn tainted(context: &Context<'_>) -> Finding {
-    let Some(text) = value(context, "/proc/sys/kernel/tainted") else {
-        return Finding::unavailable("kernel.tainted is not readable");
+fn tainted(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    let Some(text) = value(context, "/proc/sys/kernel/tainted")? else {
+        return Ok(Finding::unavailable("kernel.tainted is absent"));
     };
-    match text.parse::<u64>() {
+    Ok(match text.parse::<u64>() {
         Ok(0) => Finding::pass("0"),
         Ok(mask) => Finding::fail(format!("{mask} ({})", taint_letters(mask))),
         Err(_) => Finding::unavailable(format!("unexpected value {text:?}")),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub struct Context<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum Rule {
     /// A probe function.
-    Probe(fn(&Context<'_>) -> Finding),
+    Probe(fn(&Context<'_>) -> Result<Finding, Unreadable>),
     /// A sysctl compared with its expected value.
     Sysctl(SysctlRule),
     /// A reading from another daemon, by signal id.
@@ -76,7 +76,7 @@ impl Check {
     /// Runs the check.
     pub fn evaluate(&self, context: &Context<'_>) -> Finding {
         match self.rule {
-            Rule::Probe(probe) => probe(context),
+            Rule::Probe(probe) => probe(context).unwrap_or_else(Unreadable::into_finding),
             Rule::Sysctl(rule) => rule.evaluate(context.sysroot),
             Rule::Signal(id) => context.signals.finding(id),
         }
@@ -96,9 +96,54 @@ pub fn catalogue() -> Vec<Check> {
     checks
 }
 
-/// Reads a one-line value; an unreadable file reads as absent.
-fn value(context: &Context<'_>, path: &str) -> Option<String> {
-    context.sysroot.read_value(path).ok().flatten()
+/// An input that exists but could not be read. The check is then undetermined, never passed:
+/// only a file that is really absent may count as "feature compiled out".
+#[derive(Debug)]
+pub struct Unreadable(String);
+
+impl Unreadable {
+    fn new(path: &str, err: &std::io::Error) -> Self {
+        Self(format!("{path} is unreadable: {}", err.kind()))
+    }
+
+    /// The undetermined finding.
+    pub fn into_finding(self) -> Finding {
+        Finding::unavailable(self.0)
+    }
+}
+
+/// A one-line value: `Ok(None)` when absent.
+fn value(context: &Context<'_>, path: &str) -> Result<Option<String>, Unreadable> {
+    context
+        .sysroot
+        .read_value(path)
+        .map_err(|err| Unreadable::new(path, &err))
+}
+
+/// A directory's entries: `Ok(None)` when absent.
+fn entries(context: &Context<'_>, path: &str) -> Result<Option<Vec<String>>, Unreadable> {
+    context
+        .sysroot
+        .list_dir(path)
+        .map_err(|err| Unreadable::new(path, &err))
+}
+
+/// Whether a path exists.
+fn exists(context: &Context<'_>, path: &str) -> Result<bool, Unreadable> {
+    context
+        .sysroot
+        .path(path)
+        .try_exists()
+        .map_err(|err| Unreadable::new(path, &err))
+}
+
+/// A whole file's bytes: `Ok(None)` when absent.
+fn bytes(context: &Context<'_>, path: &str) -> Result<Option<Vec<u8>>, Unreadable> {
+    match context.sysroot.read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Unreadable::new(path, &err)),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Security patch age: the installed security patch level against a configured maximum age.
 
-use super::{Check, Context, Rule};
+use super::{Check, Context, Rule, Unreadable, value};
 use crate::model::Finding;
 
 pub(super) const CHECKS: &[Check] = &[Check {
@@ -19,36 +19,45 @@ pub const OS_RELEASE_KEY: &str = "ENIGM_SECURITY_PATCH";
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
-fn patch_age(context: &Context<'_>) -> Finding {
-    let Some(level) = patch_level(context) else {
-        return Finding::unavailable("no security patch level recorded");
+fn patch_age(context: &Context<'_>) -> Result<Finding, Unreadable> {
+    let Some(level) = patch_level(context)? else {
+        return Ok(Finding::unavailable("no security patch level recorded"));
     };
     let Some(patch_day) = parse_date(&level) else {
-        return Finding::unavailable(format!("unreadable patch level {level:?}"));
+        return Ok(Finding::unavailable(format!(
+            "unreadable patch level {level:?}"
+        )));
     };
     let today = (context.now_unix / SECONDS_PER_DAY) as i64;
     let age = today - patch_day;
     let max = i64::from(context.config.max_patch_age_days);
     if age < -1 {
-        return Finding::fail(format!("{level} is in the future"));
+        return Ok(Finding::fail(format!("{level} is in the future")));
     }
     let age = age.max(0);
-    Finding::pass_if(age <= max, format!("{level}, {age} days old (max {max})"))
+    Ok(Finding::pass_if(
+        age <= max,
+        format!("{level}, {age} days old (max {max})"),
+    ))
 }
 
-fn patch_level(context: &Context<'_>) -> Option<String> {
+fn patch_level(context: &Context<'_>) -> Result<Option<String>, Unreadable> {
     if let Some(level) = context.properties.get("ro.build.version.security_patch") {
-        return Some(level.to_owned());
+        return Ok(Some(level.to_owned()));
     }
-    ["/etc/os-release", "/usr/lib/os-release"]
-        .into_iter()
-        .find_map(|path| {
-            let text = context.sysroot.read_to_string(path).ok()?;
-            text.lines().find_map(|line| {
-                let value = line.strip_prefix(OS_RELEASE_KEY)?.strip_prefix('=')?;
-                Some(value.trim().trim_matches('"').to_owned())
-            })
-        })
+    for path in ["/etc/os-release", "/usr/lib/os-release"] {
+        let Some(text) = value(context, path)? else {
+            continue;
+        };
+        let level = text.lines().find_map(|line| {
+            let value = line.strip_prefix(OS_RELEASE_KEY)?.strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        });
+        if level.is_some() {
+            return Ok(level);
+        }
+    }
+    Ok(None)
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian calendar).
