@@ -92,19 +92,36 @@ fn which(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Creates the daemon system users from the `*.sysusers.conf` files in `daemons/*/dist/`
-/// (as `cargo xtask install-deps` does) when `user` does not exist yet.
-pub fn ensure_system_user(user: &str) -> Result<u32> {
-    if let Some(uid) = uid_of(user) {
-        return Ok(uid);
+/// Creates the daemons' system users from the `*.sysusers.conf` files in `daemons/*/dist/`
+/// (as `cargo xtask install-deps` does) when any is missing; once per process.
+pub fn ensure_system_users() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let done = DONE.get_or_init(|| create_system_users().map_err(|err| format!("{err:#}")));
+    done.clone().map_err(|err| anyhow::anyhow!(err))
+}
+
+fn create_system_users() -> Result<()> {
+    let files = dist_files(|name| name.ends_with(".sysusers.conf"))?;
+    let mut declared = Vec::new();
+    for file in &files {
+        for line in std::fs::read_to_string(file)?.lines() {
+            if let Some(rest) = line.strip_prefix("u ") {
+                declared.extend(rest.split_whitespace().next().map(str::to_owned));
+            }
+        }
+    }
+    if declared.iter().all(|user| uid_of(user).is_some()) {
+        return Ok(());
     }
     require_tool("systemd-sysusers", "systemd")?;
-    let files = dist_files(|name| name.ends_with(".sysusers.conf"))?;
     let status = Command::new("systemd-sysusers").args(&files).status()?;
     if !status.success() {
         bail!("systemd-sysusers failed ({status}); are you root?");
     }
-    uid_of(user).with_context(|| format!("user {user} still missing after systemd-sysusers"))
+    match declared.iter().find(|user| uid_of(user).is_none()) {
+        Some(user) => bail!("user {user} still missing after systemd-sysusers"),
+        None => Ok(()),
+    }
 }
 
 /// The uid of a user in the passwd database.
@@ -127,6 +144,8 @@ impl PrivateBus {
     /// `daemons/*/dist/*.conf` policy file and `extra_policy` (XML `<policy>` elements).
     pub fn start(extra_policy: &str) -> Result<Self> {
         require_tool("dbus-daemon", "dbus-daemon")?;
+        // The policy files name the daemons' users; dbus-daemon resolves them when it starts.
+        ensure_system_users()?;
         let dir = tempfile::Builder::new().prefix("enigm-bus").tempdir()?;
         // The daemons drop privileges: let them reach the socket.
         std::fs::set_permissions(
@@ -167,11 +186,13 @@ impl PrivateBus {
         );
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config)?;
+        // Its stderr goes to a file: it warns about fd limits it may not raise in a container.
+        let log_path = dir.path().join("dbus-daemon.log");
         let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config_path.display()))
             .args(["--nofork", "--print-address=1"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log_path)?)
             .spawn()
             .context("starting dbus-daemon")?;
         let stdout = child.stdout.take().context("dbus-daemon stdout")?;
@@ -180,7 +201,8 @@ impl PrivateBus {
         let address = line.trim().to_owned();
         if address.is_empty() {
             let _ = child.kill();
-            bail!("dbus-daemon printed no address (bad config?)");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("dbus-daemon printed no address:\n{log}");
         }
         Ok(Self {
             child,
@@ -369,7 +391,7 @@ pub fn enigmctl(bus: &PrivateBus) -> Result<Command> {
 
 /// A command that runs `enigm-tscd` on `bus` with `sysroot`, as the real system user.
 pub fn tscd_command(bus: &PrivateBus, sysroot: &Path) -> Result<Command> {
-    ensure_system_user("enigm-tscd")?;
+    ensure_system_users()?;
     let mut command = Command::new(binary("enigm-tscd")?);
     command
         .arg("--sysroot")

@@ -1,12 +1,16 @@
 //! `cargo xtask bench`: the daemon-level figures for `enigm-tscd`, each printed next to its
 //! goal: posture evaluation time on the hardened fixture, start to bus name acquired, and idle
-//! resident memory. Run from a release build (`cargo xtask bench` does).
+//! resident memory; then, measured in the same run, one posture report from a cold process on
+//! this host next to the peer the checks are modelled on, fwupd's Host Security ID
+//! (`fwupdtool security`), with the ratio. Run from a release build (`cargo xtask bench` does).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use enigm_e2e::{Daemon, PrivateBus, tscd_command, tscd_fixture, workspace_root};
+use enigm_e2e::{
+    Daemon, PrivateBus, binary, require_tool, tscd_command, tscd_fixture, workspace_root,
+};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_tscd::config::PostureConfig;
 use enigm_tscd::evaluate::Evaluator;
@@ -68,6 +72,52 @@ async fn bench() -> Result<()> {
             }
         );
     }
+    report_against_fwupd()
+}
+
+/// Median wall time of `runs` runs of a command, in milliseconds.
+fn median_wall_ms(runs: usize, mut command: impl FnMut() -> std::process::Command) -> Result<f64> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut command = command();
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let started = Instant::now();
+        let status = command.status().context("running the report command")?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(status.success(), "{command:?} failed: {status}");
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[runs / 2])
+}
+
+/// One full posture report of this host from a cold process: `enigm-tscd --once` against
+/// fwupd's `fwupdtool security --force --json`, the same kind of report (HSI attributes).
+fn report_against_fwupd() -> Result<()> {
+    require_tool("fwupdtool", "fwupd")?;
+    let tscd = binary("enigm-tscd")?;
+    let ours = median_wall_ms(9, || {
+        let mut command = std::process::Command::new(&tscd);
+        command.args(["--once", "--sysroot", "/"]);
+        command
+    })?;
+    let peer = median_wall_ms(5, || {
+        let mut command = std::process::Command::new("fwupdtool");
+        command.args(["security", "--force", "--json"]);
+        command
+    })?;
+    println!(
+        "\npeer comparison, same run: one posture report of this host from a cold process (median)"
+    );
+    println!("  enigm-tscd --once                      {ours:>9.2} ms");
+    println!(
+        "  fwupdtool security --force --json      {peer:>9.2} ms   (fwupd HSI, the model for the checks)"
+    );
+    println!(
+        "  ratio fwupdtool / enigm-tscd           {:>9.1}x",
+        peer / ours
+    );
     Ok(())
 }
 
