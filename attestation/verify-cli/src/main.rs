@@ -1,0 +1,46 @@
+//! `enigm-verify`: a standalone verifier for auditors and operators.
+//!
+//! - `enigm-verify tpm-quote --ak AK.pem --message quote.msg --signature quote.sig
+//!   [--pcrs quote.pcrs] [--nonce HEX] [--policy FILE] [--json]` checks the files
+//!   `tpm2_quote -m -s -o` writes, so tpm2-tools' `tpm2_checkquote` is an oracle for it.
+//!
+//! Exit status: 0 when the evidence verifies, 1 when it does not (with the reason), 2 for
+//! usage errors.
+
+mod tpm;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enigm-verify",
+    version,
+    about = "Verify TPM quotes and Android key attestations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Verify a TPM 2.0 quote (files as written by `tpm2_quote -m -s -o`).
+    TpmQuote(tpm::TpmQuoteArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::TpmQuote(args) => tpm::run(&args),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("enigm-verify: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

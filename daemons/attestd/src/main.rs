@@ -1,0 +1,2 @@
+//! enigm-attestd (being written)
+fn main() {}
