@@ -14,6 +14,7 @@ pub mod pcr;
 pub mod public;
 pub mod quote;
 pub mod signature;
+pub mod soft;
 pub mod wire;
 
 pub use quote::{QuoteError, VerifiedQuote, verify_quote};

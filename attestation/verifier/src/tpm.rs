@@ -300,6 +300,16 @@ impl TpmVerifier {
         }
     }
 
+    /// Loads a device record kept elsewhere (the backend's database after a restart).
+    pub fn restore_device(&mut self, device: &str, record: DeviceRecord) {
+        self.devices.insert(device.to_owned(), record);
+    }
+
+    /// The record of a device.
+    pub fn device(&self, device: &str) -> Option<&DeviceRecord> {
+        self.devices.get(device)
+    }
+
     /// A fresh single-use nonce.
     pub fn challenge(&mut self, now: u64) -> Result<Vec<u8>, VerifierError> {
         Ok(self.nonces.issue(now, self.nonce_ttl_secs)?)
