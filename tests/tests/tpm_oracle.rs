@@ -31,11 +31,23 @@ impl Rng {
 }
 
 fn tpm2(tpm: &Swtpm, dir: &Path, args: &[&str]) -> Result<()> {
-    let output = Command::new(args[0]).args(&args[1..]).env("TPM2TOOLS_TCTI", tpm.tcti()).current_dir(dir).output()?;
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .current_dir(dir)
+        .output()?;
     if !output.status.success() {
-        bail!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    let flush = Command::new("tpm2_flushcontext").arg("-t").env("TPM2TOOLS_TCTI", tpm.tcti()).current_dir(dir).output()?;
+    let flush = Command::new("tpm2_flushcontext")
+        .arg("-t")
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .current_dir(dir)
+        .output()?;
     if !flush.status.success() {
         bail!("tpm2_flushcontext failed");
     }
@@ -77,15 +89,67 @@ fn enigm_verify_agrees_with_tpm2_checkquote_on_200_quotes() -> Result<()> {
     let tpm = Swtpm::start()?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
-    tpm2(&tpm, dir, &["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"])?;
-    tpm2(&tpm, dir, &["tpm2_createak", "-C", "ek.ctx", "-c", "ecc.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa", "-u", "ecc.pem", "-f", "pem"])?;
-    tpm2(&tpm, dir, &["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"])?;
-    tpm2(&tpm, dir, &["tpm2_createak", "-C", "ek.ctx", "-c", "rsa.ctx", "-G", "rsa", "-g", "sha256", "-s", "rsassa", "-u", "rsa.pem", "-f", "pem"])?;
+    tpm2(
+        &tpm,
+        dir,
+        &["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"],
+    )?;
+    tpm2(
+        &tpm,
+        dir,
+        &[
+            "tpm2_createak",
+            "-C",
+            "ek.ctx",
+            "-c",
+            "ecc.ctx",
+            "-G",
+            "ecc",
+            "-g",
+            "sha256",
+            "-s",
+            "ecdsa",
+            "-u",
+            "ecc.pem",
+            "-f",
+            "pem",
+        ],
+    )?;
+    tpm2(
+        &tpm,
+        dir,
+        &["tpm2_createek", "-c", "ek.ctx", "-G", "ecc", "-u", "ek.pub"],
+    )?;
+    tpm2(
+        &tpm,
+        dir,
+        &[
+            "tpm2_createak",
+            "-C",
+            "ek.ctx",
+            "-c",
+            "rsa.ctx",
+            "-G",
+            "rsa",
+            "-g",
+            "sha256",
+            "-s",
+            "rsassa",
+            "-u",
+            "rsa.pem",
+            "-f",
+            "pem",
+        ],
+    )?;
 
     let mut rng = Rng(0x5eed_0f_e1_9e_u64);
     for pcr in [0u64, 1, 2, 7, 10, 16] {
         let value = hex::encode(rng.bytes(32));
-        tpm2(&tpm, dir, &["tpm2_pcrextend", &format!("{pcr}:sha256={value}")])?;
+        tpm2(
+            &tpm,
+            dir,
+            &["tpm2_pcrextend", &format!("{pcr}:sha256={value}")],
+        )?;
     }
 
     let mut disagreements = Vec::new();
@@ -93,26 +157,63 @@ fn enigm_verify_agrees_with_tpm2_checkquote_on_200_quotes() -> Result<()> {
     for n in 0..QUOTES {
         let key = if n % 2 == 0 { "ecc" } else { "rsa" };
         let other = if key == "ecc" { "rsa" } else { "ecc" };
-        let nonce = hex::encode(rng.bytes(1 + rng.below(32) as usize));
-        let banks: Vec<String> = ["sha256", "sha1"]
-            .iter()
-            .filter(|_| rng.below(3) != 0)
-            .map(|bank| {
-                let mut pcrs: Vec<u64> = (0..24).filter(|_| rng.below(4) == 0).collect();
-                if pcrs.is_empty() {
-                    pcrs.push(rng.below(24));
-                }
-                format!("{bank}:{}", pcrs.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
-            })
-            .collect();
-        let selection = if banks.is_empty() { "sha256:0".to_owned() } else { banks.join("+") };
-        let (msg, sig, pcrs) = (format!("q{n}.msg"), format!("q{n}.sig"), format!("q{n}.pcrs"));
-        tpm2(&tpm, dir, &[
-            "tpm2_quote", "-c", &format!("{key}.ctx"), "-l", &selection, "-q", &nonce, "-m", &msg, "-s", &sig, "-o", &pcrs, "-g", "sha256",
-        ])?;
+        let nonce_len = 1 + rng.below(32) as usize;
+        let nonce = hex::encode(rng.bytes(nonce_len));
+        let mut banks = Vec::new();
+        for bank in ["sha256", "sha1"] {
+            if rng.below(3) == 0 {
+                continue;
+            }
+            let mut pcrs: Vec<u64> = (0..24).filter(|_| rng.below(4) == 0).collect();
+            if pcrs.is_empty() {
+                pcrs.push(rng.below(24));
+            }
+            banks.push(format!(
+                "{bank}:{}",
+                pcrs.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        let selection = if banks.is_empty() {
+            "sha256:0".to_owned()
+        } else {
+            banks.join("+")
+        };
+        let (msg, sig, pcrs) = (
+            format!("q{n}.msg"),
+            format!("q{n}.sig"),
+            format!("q{n}.pcrs"),
+        );
+        tpm2(
+            &tpm,
+            dir,
+            &[
+                "tpm2_quote",
+                "-c",
+                &format!("{key}.ctx"),
+                "-l",
+                &selection,
+                "-q",
+                &nonce,
+                "-m",
+                &msg,
+                "-s",
+                &sig,
+                "-o",
+                &pcrs,
+                "-g",
+                "sha256",
+            ],
+        )?;
 
         // Every other quote is tampered with, cycling through the kinds of tampering.
-        let tamper = if n % 2 == 1 { TAMPERS[(n / 2) % TAMPERS.len()] } else { Tamper::None };
+        let tamper = if n % 2 == 1 {
+            TAMPERS[(n / 2) % TAMPERS.len()]
+        } else {
+            Tamper::None
+        };
         let mut expected_nonce = nonce.clone();
         let mut ak = format!("{key}.pem");
         match tamper {
@@ -130,16 +231,42 @@ fn enigm_verify_agrees_with_tpm2_checkquote_on_200_quotes() -> Result<()> {
             Tamper::OtherKey => ak = format!("{other}.pem"),
             Tamper::TruncatedMessage => {
                 let bytes = std::fs::read(dir.join(&msg))?;
-                std::fs::write(dir.join(&msg), &bytes[..bytes.len() - 1 - rng.below(8) as usize])?;
+                let cut = 1 + rng.below(8) as usize;
+                std::fs::write(dir.join(&msg), &bytes[..bytes.len() - cut])?;
             }
         }
 
         let oracle = Command::new("tpm2_checkquote")
-            .args(["-u", &ak, "-m", &msg, "-s", &sig, "-f", &pcrs, "-g", "sha256", "-q", &expected_nonce])
+            .args([
+                "-u",
+                &ak,
+                "-m",
+                &msg,
+                "-s",
+                &sig,
+                "-f",
+                &pcrs,
+                "-g",
+                "sha256",
+                "-q",
+                &expected_nonce,
+            ])
             .current_dir(dir)
             .output()?;
         let ours = Command::new(&verify)
-            .args(["tpm-quote", "--ak", &ak, "--message", &msg, "--signature", &sig, "--pcrs", &pcrs, "--nonce", &expected_nonce])
+            .args([
+                "tpm-quote",
+                "--ak",
+                &ak,
+                "--message",
+                &msg,
+                "--signature",
+                &sig,
+                "--pcrs",
+                &pcrs,
+                "--nonce",
+                &expected_nonce,
+            ])
             .current_dir(dir)
             .output()?;
         let (oracle_ok, ours_ok) = (oracle.status.success(), ours.status.success());
@@ -157,8 +284,137 @@ fn enigm_verify_agrees_with_tpm2_checkquote_on_200_quotes() -> Result<()> {
     }
     eprintln!("{QUOTES} quotes, {rejected} rejected by both");
     if !disagreements.is_empty() {
-        bail!("{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+        bail!(
+            "{} disagreements:\n{}",
+            disagreements.len(),
+            disagreements.join("\n")
+        );
     }
-    assert_eq!(rejected, QUOTES / 2, "exactly the tampered half is rejected");
+    assert_eq!(
+        rejected,
+        QUOTES / 2,
+        "exactly the tampered half is rejected"
+    );
+    Ok(())
+}
+
+/// tpm2-tools' credential file: magic, version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
+fn credential_file(credential: &enigm_verifier::credential::Credential) -> Vec<u8> {
+    let mut bytes = 0xBADC_C0DEu32.to_be_bytes().to_vec();
+    bytes.extend(1u32.to_be_bytes());
+    bytes.extend(&credential.credential_blob);
+    bytes.extend(&credential.encrypted_secret);
+    bytes
+}
+
+#[test]
+fn our_make_credential_is_activated_by_a_real_tpm() -> Result<()> {
+    use enigm_tpm_evidence::public::PublicArea;
+    use enigm_verifier::credential::make_credential;
+
+    require_tool("tpm2_activatecredential", "tpm2-tools")?;
+    for ek_alg in ["ecc", "rsa"] {
+        let tpm = Swtpm::start()?;
+        let work = tempfile::tempdir()?;
+        let dir = work.path();
+        tpm2(
+            &tpm,
+            dir,
+            &[
+                "tpm2_createek",
+                "-c",
+                "ek.ctx",
+                "-G",
+                ek_alg,
+                "-u",
+                "ek.pub",
+            ],
+        )?;
+        tpm2(
+            &tpm,
+            dir,
+            &[
+                "tpm2_createak",
+                "-C",
+                "ek.ctx",
+                "-c",
+                "ak.ctx",
+                "-G",
+                "ecc",
+                "-g",
+                "sha256",
+                "-s",
+                "ecdsa",
+                "-u",
+                "ak.pub",
+                "-n",
+                "ak.name",
+            ],
+        )?;
+        let ek = PublicArea::parse_tpm2b(&std::fs::read(dir.join("ek.pub"))?)?;
+        let ak = PublicArea::parse_tpm2b(&std::fs::read(dir.join("ak.pub"))?)?;
+        assert_eq!(
+            ak.name()?,
+            std::fs::read(dir.join("ak.name"))?,
+            "{ek_alg}: our AK Name equals the TPM's"
+        );
+
+        let activate = |name: &[u8], secret: &[u8]| -> Result<Option<Vec<u8>>> {
+            let credential = make_credential(&ek, name, secret)?;
+            std::fs::write(dir.join("cred"), credential_file(&credential))?;
+            let _ = std::fs::remove_file(dir.join("out"));
+            tpm2(
+                &tpm,
+                dir,
+                &[
+                    "tpm2_startauthsession",
+                    "--policy-session",
+                    "-S",
+                    "session.ctx",
+                ],
+            )?;
+            tpm2(
+                &tpm,
+                dir,
+                &["tpm2_policysecret", "-S", "session.ctx", "-c", "e"],
+            )?;
+            let result = tpm2(
+                &tpm,
+                dir,
+                &[
+                    "tpm2_activatecredential",
+                    "-c",
+                    "ak.ctx",
+                    "-C",
+                    "ek.ctx",
+                    "-i",
+                    "cred",
+                    "-o",
+                    "out",
+                    "-P",
+                    "session:session.ctx",
+                ],
+            );
+            let _ = tpm2(&tpm, dir, &["tpm2_flushcontext", "session.ctx"]);
+            Ok(match result {
+                Ok(()) => Some(std::fs::read(dir.join("out"))?),
+                Err(_) => None,
+            })
+        };
+        let secret = b"enrollment secret 0123456789abcd".to_vec();
+        assert_eq!(
+            activate(&ak.name()?, &secret)?,
+            Some(secret.clone()),
+            "{ek_alg}: the TPM recovers our secret"
+        );
+        let mut other_name = ak.name()?;
+        let last = other_name.len() - 1;
+        other_name[last] ^= 1;
+        assert_eq!(
+            activate(&other_name, &secret)?,
+            None,
+            "{ek_alg}: a credential for another key's name is refused"
+        );
+    }
     Ok(())
 }

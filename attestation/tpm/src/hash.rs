@@ -1,6 +1,6 @@
 //! TPM hash algorithm identifiers and digests (openssl).
 
-use openssl::hash::{Hasher, MessageDigest};
+use openssl::hash::MessageDigest;
 
 use crate::wire::{WireError, invalid};
 
@@ -74,12 +74,45 @@ impl HashAlg {
         }
     }
 
-    /// The digest of the concatenation of `parts`.
+    /// The digest of the concatenation of `parts` (openssl's one-shot SHA functions: no
+    /// provider lookup per call, which matters on the verification hot path).
     pub fn digest(self, parts: &[&[u8]]) -> Result<Vec<u8>, openssl::error::ErrorStack> {
-        let mut hasher = Hasher::new(self.message_digest())?;
-        for part in parts {
-            hasher.update(part)?;
+        macro_rules! run {
+            ($hasher:expr) => {{
+                let mut hasher = $hasher;
+                for part in parts {
+                    hasher.update(part);
+                }
+                hasher.finish().to_vec()
+            }};
         }
-        Ok(hasher.finish()?.to_vec())
+        Ok(match self {
+            Self::Sha1 => run!(openssl::sha::Sha1::new()),
+            Self::Sha256 => run!(openssl::sha::Sha256::new()),
+            Self::Sha384 => run!(openssl::sha::Sha384::new()),
+            Self::Sha512 => run!(openssl::sha::Sha512::new()),
+        })
+    }
+
+    /// The DER DigestInfo prefix that PKCS#1 v1.5 signatures put before the digest.
+    pub fn digest_info_prefix(self) -> &'static [u8] {
+        match self {
+            Self::Sha1 => &[
+                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+                0x14,
+            ],
+            Self::Sha256 => &[
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
+            ],
+            Self::Sha384 => &[
+                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x02, 0x05, 0x00, 0x04, 0x30,
+            ],
+            Self::Sha512 => &[
+                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x03, 0x05, 0x00, 0x04, 0x40,
+            ],
+        }
     }
 }

@@ -96,18 +96,29 @@ impl Signature {
                 )?;
                 sig.verify(&digest, &ec)
             }
-            Self::RsaSsa { hash, sig } | Self::RsaPss { hash, sig } => {
+            Self::RsaSsa { hash, sig } => {
+                // RSA public operation with PKCS#1 v1.5 padding, then the DigestInfo compared
+                // whole: the same check as EVP verify, without a context per call.
+                let Ok(rsa) = key.rsa() else { return Ok(false) };
+                if sig.len() != rsa.size() as usize {
+                    return Ok(false);
+                }
+                let mut decrypted = vec![0u8; rsa.size() as usize];
+                let Ok(n) = rsa.public_decrypt(sig, &mut decrypted, Padding::PKCS1) else {
+                    return Ok(false);
+                };
+                let mut expected = hash.digest_info_prefix().to_vec();
+                expected.extend(hash.digest(&[message])?);
+                Ok(decrypted.get(..n) == Some(expected.as_slice()))
+            }
+            Self::RsaPss { hash, sig } => {
                 if key.rsa().is_err() {
                     return Ok(false);
                 }
                 let mut verifier = Verifier::new(hash.message_digest(), key)?;
-                if matches!(self, Self::RsaPss { .. }) {
-                    verifier.set_rsa_padding(Padding::PKCS1_PSS)?;
-                    // Any salt length: TPMs use the digest size or the maximum.
-                    verifier.set_rsa_pss_saltlen(RsaPssSaltlen::custom(-2))?;
-                } else {
-                    verifier.set_rsa_padding(Padding::PKCS1)?;
-                }
+                verifier.set_rsa_padding(Padding::PKCS1_PSS)?;
+                // Any salt length: TPMs use the digest size or the maximum.
+                verifier.set_rsa_pss_saltlen(RsaPssSaltlen::custom(-2))?;
                 verifier.update(message)?;
                 Ok(verifier.verify(sig).unwrap_or(false))
             }

@@ -4,7 +4,7 @@
 //! this host next to the peer the checks are modelled on, fwupd's Host Security ID
 //! (`fwupdtool security`), with the ratio. Run from a release build (`cargo xtask bench` does).
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -72,7 +72,72 @@ async fn bench() -> Result<()> {
             }
         );
     }
-    report_against_fwupd()
+    report_against_fwupd()?;
+    quote_verification_vs_openssl()
+}
+
+/// Quote verifications per second on one core, next to `openssl speed`'s raw verify rate for
+/// the same algorithm measured in the same run (goal: at least 80% of it).
+fn quote_verification_vs_openssl() -> Result<()> {
+    use enigm_tpm_evidence::attest::ClockInfo;
+    use enigm_tpm_evidence::hash::HashAlg;
+    use enigm_tpm_evidence::pcr::{PcrSelection, PcrValues};
+    use enigm_tpm_evidence::public::PublicArea;
+    use enigm_tpm_evidence::soft::{KeyKind, SoftwareAk};
+
+    require_tool("openssl", "openssl")?;
+    println!("\nquote verification, one core, same run as `openssl speed`");
+    for (kind, speed_arg, row) in [
+        (KeyKind::EccP256, "ecdsap256", "nistp256"),
+        (KeyKind::Rsa2048, "rsa2048", "rsa 2048"),
+    ] {
+        let ak = SoftwareAk::generate(kind)?;
+        let public = PublicArea::parse_tpm2b(&ak.tpm2b_public())?;
+        let selection = PcrSelection::parse("sha256:0,1,2,3,4,5,6,7")?;
+        let mut values = PcrValues::default();
+        for pcr in 0..8 {
+            values.insert(HashAlg::Sha256, pcr, vec![pcr as u8; 32]);
+        }
+        let clock = ClockInfo {
+            clock: 1,
+            reset_count: 1,
+            restart_count: 0,
+            safe: true,
+        };
+        let (attest, signature) = ak.quote(&[7; 32], &selection, &values, clock)?;
+        let run_for = Duration::from_secs(3);
+        let started = Instant::now();
+        let mut count = 0u64;
+        while started.elapsed() < run_for {
+            enigm_tpm_evidence::verify_quote(
+                &public.key,
+                &attest,
+                &signature,
+                Some(&[7; 32]),
+                Some(&values),
+            )?;
+            count += 1;
+        }
+        let ours = count as f64 / started.elapsed().as_secs_f64();
+        let speed = Command::new("openssl")
+            .args(["speed", "-seconds", "3", speed_arg])
+            .output()?;
+        let text = String::from_utf8_lossy(&speed.stdout);
+        let raw: f64 = text
+            .lines()
+            .find(|line| line.contains(row) && !line.contains("sign/s"))
+            .and_then(|line| line.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no `{row}` line in openssl speed output:\n{text}"))?;
+        println!(
+            "  {:<10} enigm quote verify {:>9.0}/s   openssl raw verify {:>9.0}/s   {:>5.1}% (goal >= 80%)",
+            speed_arg,
+            ours,
+            raw,
+            100.0 * ours / raw
+        );
+    }
+    Ok(())
 }
 
 /// Median wall time of `runs` runs of a command, in milliseconds.
