@@ -430,3 +430,256 @@ pub fn tscd_fixture(name: &str) -> Result<tempfile::TempDir> {
     }
     Ok(dir)
 }
+
+/// Path of a binary of one workspace package, building only that package's binary (once per
+/// binary per process), so a test does not depend on every crate of the workspace building.
+pub fn package_binary(package: &str, name: &str) -> Result<PathBuf> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static BUILT: OnceLock<Mutex<BTreeMap<String, std::result::Result<(), String>>>> =
+        OnceLock::new();
+    let dir = binary_dir()?;
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built
+        .lock()
+        .map_err(|_| anyhow::anyhow!("binary build lock poisoned"))?;
+    let outcome = built
+        .entry(format!("{package}/{name}"))
+        .or_insert_with(|| {
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .current_dir(workspace_root())
+                .args(["build", "--quiet", "-p", package, "--bin", name]);
+            if dir.ends_with("release") {
+                cargo.arg("--release");
+            }
+            match cargo.status() {
+                Ok(status) if status.success() => Ok(()),
+                Ok(status) => Err(format!(
+                    "cargo build -p {package} --bin {name} failed: {status}"
+                )),
+                Err(err) => Err(format!("cannot run cargo: {err}")),
+            }
+        })
+        .clone();
+    if let Err(err) = outcome {
+        bail!("{err}");
+    }
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+/// A software TPM 2.0 (`swtpm socket --tpm2`) on free loopback TCP ports, with its state in a
+/// temporary directory; killed when dropped. The TCTI for it is [`Swtpm::tcti`].
+pub struct Swtpm {
+    child: Option<Child>,
+    port: u16,
+    state: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Swtpm {
+    /// A manufactured-fresh TPM with no EK certificates.
+    pub fn start() -> Result<Self> {
+        require_tool("swtpm", "swtpm")?;
+        let state = tempfile::Builder::new().prefix("enigm-swtpm").tempdir()?;
+        Self::run(state)
+    }
+
+    /// A TPM manufactured by `swtpm_setup` with EK certificates from a throw-away local CA
+    /// (RSA 2048 at NV index 0x01c00002; swtpm 0.7 certifies its ECC EK on P-384, at
+    /// 0x01c00016, so the P-256 index 0x01c0000a stays empty). Returns the TPM and the CA
+    /// directory (`issuercert.pem`, `swtpm-localca-rootca-cert.pem`).
+    pub fn start_with_ek_certificates() -> Result<(Self, PathBuf)> {
+        require_tool("swtpm", "swtpm")?;
+        require_tool("swtpm_setup", "swtpm-tools")?;
+        let state = tempfile::Builder::new().prefix("enigm-swtpm").tempdir()?;
+        let ca = state.path().join("ca");
+        let tpm_state = state.path().join("tpm");
+        std::fs::create_dir_all(&ca)?;
+        std::fs::create_dir_all(&tpm_state)?;
+        let localca = state.path().join("swtpm-localca.conf");
+        std::fs::write(
+            &localca,
+            format!(
+                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n",
+                ca = ca.display()
+            ),
+        )?;
+        let options = state.path().join("swtpm-localca.options");
+        std::fs::write(
+            &options,
+            "--platform-manufacturer Enigm\n--platform-version 2.1\n--platform-model swtpm\n",
+        )?;
+        let setup = state.path().join("swtpm_setup.conf");
+        std::fs::write(
+            &setup,
+            format!(
+                "create_certs_tool = swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
+                localca.display(),
+                options.display()
+            ),
+        )?;
+        let output = Command::new("swtpm_setup")
+            .arg("--tpm2")
+            .arg("--tpmstate")
+            .arg(&tpm_state)
+            .arg("--create-ek-cert")
+            .arg("--config")
+            .arg(&setup)
+            .output()
+            .context("running swtpm_setup")?;
+        if !output.status.success() {
+            bail!(
+                "swtpm_setup failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let tpm = Self::run(state)?;
+        Ok((tpm, ca))
+    }
+
+    fn tpm_state(state: &Path) -> PathBuf {
+        let manufactured = state.join("tpm");
+        if manufactured.is_dir() {
+            manufactured
+        } else {
+            state.to_path_buf()
+        }
+    }
+
+    fn run(state: tempfile::TempDir) -> Result<Self> {
+        let log = state.path().join("swtpm.log");
+        let mut tpm = Self {
+            child: None,
+            port: 0,
+            state,
+            log,
+        };
+        tpm.restart()?;
+        Ok(tpm)
+    }
+
+    /// Starts again (after [`Swtpm::stop`]) with the same state, on the same ports so the
+    /// TCTI stays valid (the first start picks free ports).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let fixed = (self.port != 0).then_some(self.port);
+        let mut last = String::new();
+        for _ in 0..10 {
+            let port = match fixed {
+                Some(port) => port,
+                None => free_port_pair()?,
+            };
+            let mut child = Command::new("swtpm")
+                .args(["socket", "--tpm2"])
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!(
+                    "dir={}",
+                    Self::tpm_state(self.state.path()).display()
+                ))
+                .args(["--flags", "not-need-init,startup-clear"])
+                .arg("--log")
+                .arg(format!("file={},level=1", self.log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(
+                    self.state.path().join("swtpm.stderr"),
+                )?)
+                .spawn()
+                .context("starting swtpm")?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    // A port taken in between (or still held after a restart): try again.
+                    std::thread::sleep(Duration::from_millis(200));
+                    last = format!(
+                        "swtpm exited ({status}): {}",
+                        std::fs::read_to_string(self.state.path().join("swtpm.stderr"))
+                            .unwrap_or_default()
+                    );
+                    break;
+                }
+                // The control channel takes any number of connections; the data channel
+                // serves one client at a time, so it is left for the daemon.
+                if std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_ok() {
+                    self.child = Some(child);
+                    self.port = port;
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("swtpm did not listen on 127.0.0.1:{} within 10 s", port + 1);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        bail!("could not start swtpm: {last}")
+    }
+
+    /// Kills the TPM (its state stays for [`Swtpm::restart`]).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The TCTI string for it: `swtpm:host=127.0.0.1,port=P`.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free loopback port `P` whose neighbour `P + 1` is free too (swtpm's data and control
+/// channels).
+fn free_port_pair() -> Result<u16> {
+    for _ in 0..50 {
+        let first = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = first.local_addr()?.port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no pair of free loopback ports")
+}
+
+/// A command that runs `enigm-attestd` on `bus` with `sysroot` and the TPM at `tcti`, as the
+/// real system user, keeping its attestation key in `<sysroot>/var/lib/enigm/attestd` (created
+/// owned by `enigm-attestd`, mode 0700, as systemd's `StateDirectory=` does).
+pub fn attestd_command(bus: &PrivateBus, sysroot: &Path, tcti: &str) -> Result<Command> {
+    ensure_system_users()?;
+    let state = sysroot.join("var/lib/enigm/attestd");
+    std::fs::create_dir_all(&state)?;
+    let user =
+        nix::unistd::User::from_name("enigm-attestd")?.context("system user enigm-attestd")?;
+    nix::unistd::chown(&state, Some(user.uid), Some(user.gid))?;
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let mut command = Command::new(package_binary("enigm-attestd", "enigm-attestd")?);
+    command
+        .arg("--sysroot")
+        .arg(sysroot)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("ENIGM_LOG_STDERR", "1")
+        .env("ENIGM_ATTESTD__TPM__TCTI", tcti)
+        .env("ENIGM_ATTESTD__TPM__STATE_DIR", &state)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("NOTIFY_SOCKET");
+    Ok(command)
+}

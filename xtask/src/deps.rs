@@ -22,9 +22,8 @@ pub struct Package {
 }
 
 /// Every Debian package the project needs on Debian 12. Add new ones here, each with the
-/// test or feature that needs it (planned, per docs: libtss2-dev, swtpm, swtpm-tools,
-/// tpm2-tools, nftables, iproute2, protobuf-compiler, erofs-utils, cryptsetup-bin,
-/// checkpolicy, secilc, setools, qemu-system-x86, postgresql, chromium).
+/// test or feature that needs it (planned, per docs: nftables, iproute2, erofs-utils,
+/// cryptsetup-bin, checkpolicy, secilc, setools, qemu-system-x86, postgresql, chromium).
 pub const PACKAGES: &[Package] = &[
     // dbus-daemon: each end-to-end test starts a private bus; so does `cargo xtask demo`.
     Package {
@@ -41,6 +40,39 @@ pub const PACKAGES: &[Package] = &[
     Package {
         name: "libcap2-bin",
         needed_by: "capsh/getpcaps/setcap: privilege-drop tests",
+    },
+    // The C compiler toolchain's pkg-config finds libtss2 and openssl for the -sys crates.
+    Package {
+        name: "pkg-config",
+        needed_by: "building tss-esapi-sys and openssl-sys",
+    },
+    Package {
+        name: "libssl-dev",
+        needed_by: "openssl crate: attestation signatures, MakeCredential, chains",
+    },
+    Package {
+        name: "openssl",
+        needed_by: "`openssl speed`: the peer in the quote-verification benchmark",
+    },
+    Package {
+        name: "libtss2-dev",
+        needed_by: "tss-esapi: enigm-attestd's TPM access",
+    },
+    Package {
+        name: "protobuf-compiler",
+        needed_by: "protoc: the attestation evidence wire format (prost-build)",
+    },
+    Package {
+        name: "swtpm",
+        needed_by: "software TPM 2.0 in the attestation tests",
+    },
+    Package {
+        name: "swtpm-tools",
+        needed_by: "swtpm_setup: TPMs with EK certificates in the attestation tests",
+    },
+    Package {
+        name: "tpm2-tools",
+        needed_by: "tpm2_quote/tpm2_checkquote/tpm2_activatecredential: oracles in the TPM tests",
     },
 ];
 

@@ -108,7 +108,11 @@ pub struct TagDesc {
 
 impl fmt::Display for TagDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let form = if self.constructed { "constructed" } else { "primitive" };
+        let form = if self.constructed {
+            "constructed"
+        } else {
+            "primitive"
+        };
         match self.class {
             Class::Universal => {
                 let name = match self.number {
@@ -179,7 +183,11 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader over a whole input (offsets start at 0).
     pub fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0, base: 0 }
+        Self {
+            data,
+            pos: 0,
+            base: 0,
+        }
     }
 
     fn at(data: &'a [u8], base: usize) -> Self {
@@ -187,7 +195,10 @@ impl<'a> Reader<'a> {
     }
 
     fn err(&self, kind: DerErrorKind) -> DerError {
-        DerError { offset: self.base + self.pos, kind }
+        DerError {
+            offset: self.base + self.pos,
+            kind,
+        }
     }
 
     /// True when every element has been read.
@@ -197,11 +208,18 @@ impl<'a> Reader<'a> {
 
     /// Fails with [`DerErrorKind::TrailingData`] unless every element has been read.
     pub fn finish(&self) -> Result<(), DerError> {
-        if self.is_empty() { Ok(()) } else { Err(self.err(DerErrorKind::TrailingData)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err(DerErrorKind::TrailingData))
+        }
     }
 
     fn byte(&mut self) -> Result<u8, DerError> {
-        let b = *self.data.get(self.pos).ok_or_else(|| self.err(DerErrorKind::Truncated))?;
+        let b = *self
+            .data
+            .get(self.pos)
+            .ok_or_else(|| self.err(DerErrorKind::Truncated))?;
         self.pos += 1;
         Ok(b)
     }
@@ -268,11 +286,21 @@ impl<'a> Reader<'a> {
             .checked_add(len)
             .filter(|end| *end <= self.data.len())
             .ok_or_else(|| self.err(DerErrorKind::Truncated))?;
-        let value = self.data.get(value_start..end).ok_or_else(|| self.err(DerErrorKind::Truncated))?;
-        let raw = self.data.get(start..end).ok_or_else(|| self.err(DerErrorKind::Truncated))?;
+        let value = self
+            .data
+            .get(value_start..end)
+            .ok_or_else(|| self.err(DerErrorKind::Truncated))?;
+        let raw = self
+            .data
+            .get(start..end)
+            .ok_or_else(|| self.err(DerErrorKind::Truncated))?;
         self.pos = end;
         Ok(Tlv {
-            tag: TagDesc { class, constructed, number },
+            tag: TagDesc {
+                class,
+                constructed,
+                number,
+            },
             value,
             raw,
             offset: self.base + start,
@@ -309,12 +337,15 @@ impl<'a> Reader<'a> {
 
     /// Reads an ENUMERATED that fits in an `i128`.
     pub fn read_enumerated(&mut self) -> Result<i128, DerError> {
-        self.read_universal(tag::ENUMERATED, "ENUMERATED")?.integer()
+        self.read_universal(tag::ENUMERATED, "ENUMERATED")?
+            .integer()
     }
 
     /// Reads an OCTET STRING.
     pub fn read_octet_string(&mut self) -> Result<&'a [u8], DerError> {
-        Ok(self.read_universal(tag::OCTET_STRING, "OCTET STRING")?.value)
+        Ok(self
+            .read_universal(tag::OCTET_STRING, "OCTET STRING")?
+            .value)
     }
 
     /// Reads a BOOLEAN.
@@ -325,7 +356,10 @@ impl<'a> Reader<'a> {
 
 impl<'a> Tlv<'a> {
     fn err(&self, kind: DerErrorKind) -> DerError {
-        DerError { offset: self.offset, kind }
+        DerError {
+            offset: self.offset,
+            kind,
+        }
     }
 
     /// True when the tag is universal `number` (any form).
@@ -337,7 +371,10 @@ impl<'a> Tlv<'a> {
     /// primitive).
     pub fn expect_universal(&self, number: u32, name: &'static str) -> Result<(), DerError> {
         if !self.is_universal(number) {
-            return Err(self.err(DerErrorKind::UnexpectedTag { expected: name, found: self.tag }));
+            return Err(self.err(DerErrorKind::UnexpectedTag {
+                expected: name,
+                found: self.tag,
+            }));
         }
         let must_construct = number == tag::SEQUENCE || number == tag::SET;
         if self.tag.constructed != must_construct {
@@ -379,7 +416,11 @@ impl<'a> Tlv<'a> {
     /// Checks this is a DER NULL.
     pub fn null(&self) -> Result<(), DerError> {
         self.expect_universal(tag::NULL, "NULL")?;
-        if self.value.is_empty() { Ok(()) } else { Err(self.err(DerErrorKind::BadNull)) }
+        if self.value.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err(DerErrorKind::BadNull))
+        }
     }
 }
 
@@ -413,13 +454,25 @@ mod tests {
 
     #[test]
     fn lengths_must_be_definite_and_minimal() {
-        assert_eq!(kind(&[0x30, 0x80, 0x00, 0x00]), DerErrorKind::IndefiniteLength);
-        assert_eq!(kind(&[0x04, 0x81, 0x01, 0xaa]), DerErrorKind::NonMinimalLength);
+        assert_eq!(
+            kind(&[0x30, 0x80, 0x00, 0x00]),
+            DerErrorKind::IndefiniteLength
+        );
+        assert_eq!(
+            kind(&[0x04, 0x81, 0x01, 0xaa]),
+            DerErrorKind::NonMinimalLength
+        );
         let mut long = vec![0x04, 0x82, 0x00, 0x80];
         long.extend([0u8; 0x80]);
         assert_eq!(kind(&long), DerErrorKind::NonMinimalLength);
-        assert_eq!(kind(&[0x04, 0x85, 1, 1, 1, 1, 1]), DerErrorKind::LengthTooLong);
-        assert_eq!(kind(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff]), DerErrorKind::Truncated);
+        assert_eq!(
+            kind(&[0x04, 0x85, 1, 1, 1, 1, 1]),
+            DerErrorKind::LengthTooLong
+        );
+        assert_eq!(
+            kind(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff]),
+            DerErrorKind::Truncated
+        );
         assert_eq!(kind(&[0x04, 0x02, 0x01]), DerErrorKind::Truncated);
         assert_eq!(kind(&[0x04, 0x01, 0x01, 0x00]), DerErrorKind::TrailingData);
         let mut ok = vec![0x04, 0x81, 0x80];
@@ -432,12 +485,19 @@ mod tests {
         // [1] in high-tag form.
         assert_eq!(kind(&[0xbf, 0x01, 0x00]), DerErrorKind::BadTagNumber);
         // Leading 0x80 in a high tag number.
-        assert_eq!(kind(&[0xbf, 0x80, 0x85, 0x3f, 0x00]), DerErrorKind::BadTagNumber);
+        assert_eq!(
+            kind(&[0xbf, 0x80, 0x85, 0x3f, 0x00]),
+            DerErrorKind::BadTagNumber
+        );
         // [709] = 0x05 0x45 in base 128.
         let t = parse_single(&[0xbf, 0x85, 0x45, 0x00]).map(|t| t.tag);
         assert_eq!(
             t,
-            Ok(TagDesc { class: Class::Context, constructed: true, number: 709 })
+            Ok(TagDesc {
+                class: Class::Context,
+                constructed: true,
+                number: 709
+            })
         );
     }
 
@@ -463,12 +523,29 @@ mod tests {
 
     #[test]
     fn booleans_and_nulls() {
-        assert_eq!(parse_single(&[0x01, 0x01, 0xff]).and_then(|t| t.boolean()), Ok(true));
-        assert_eq!(parse_single(&[0x01, 0x01, 0x01]).and_then(|t| t.boolean()), Ok(true));
-        assert_eq!(parse_single(&[0x01, 0x01, 0x00]).and_then(|t| t.boolean()), Ok(false));
-        assert!(parse_single(&[0x01, 0x02, 0x00, 0x00]).and_then(|t| t.boolean()).is_err());
+        assert_eq!(
+            parse_single(&[0x01, 0x01, 0xff]).and_then(|t| t.boolean()),
+            Ok(true)
+        );
+        assert_eq!(
+            parse_single(&[0x01, 0x01, 0x01]).and_then(|t| t.boolean()),
+            Ok(true)
+        );
+        assert_eq!(
+            parse_single(&[0x01, 0x01, 0x00]).and_then(|t| t.boolean()),
+            Ok(false)
+        );
+        assert!(
+            parse_single(&[0x01, 0x02, 0x00, 0x00])
+                .and_then(|t| t.boolean())
+                .is_err()
+        );
         assert!(parse_single(&[0x05, 0x00]).and_then(|t| t.null()).is_ok());
-        assert!(parse_single(&[0x05, 0x01, 0x00]).and_then(|t| t.null()).is_err());
+        assert!(
+            parse_single(&[0x05, 0x01, 0x00])
+                .and_then(|t| t.null())
+                .is_err()
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! valid structure, and 20,000 deterministic random mutations of each. (`fuzz/` runs the same
 //! parsers under libFuzzer; this test keeps the property in the ordinary test suite.)
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: a failed setup should stop the test
+
 use enigm_tpm_evidence::attest::{Attest, ClockInfo};
 use enigm_tpm_evidence::eventlog::{EventLog, EventLogWriter};
 use enigm_tpm_evidence::hash::HashAlg;
@@ -59,7 +61,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     for kind in [KeyKind::EccP256, KeyKind::Rsa2048] {
         let ak = SoftwareAk::generate(kind).unwrap();
-        let clock = ClockInfo { clock: 1, reset_count: 2, restart_count: 3, safe: true };
+        let clock = ClockInfo {
+            clock: 1,
+            reset_count: 2,
+            restart_count: 3,
+            safe: true,
+        };
         let (attest, signature) = ak.quote(b"nonce", &selection, &values, clock).unwrap();
         seeds.push(("attest", attest));
         seeds.push(("signature", signature));
@@ -122,7 +129,11 @@ fn truncations_and_mutations_never_panic() {
 fn write_fuzz_corpus() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
     for (n, (kind, bytes)) in seeds().into_iter().enumerate() {
-        let target = if kind == "eventlog" { "tpm_eventlog" } else { "tpm_structures" };
+        let target = if kind == "eventlog" {
+            "tpm_eventlog"
+        } else {
+            "tpm_structures"
+        };
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("seed-{n}-{kind}")), bytes).unwrap();

@@ -154,7 +154,7 @@ pub fn make_credential(
         other => return Err(CredentialError::Unsupported(format!("AES-{other}"))),
     };
     let sym_key = kdfa(hash, &seed, "STORAGE", name, &[], u32::from(sym_bits))?;
-    let enc_identity = encrypt(cipher, &sym_key, Some(&vec![0u8; 16]), &tpm2b(secret))?;
+    let enc_identity = encrypt(cipher, &sym_key, Some(&[0u8; 16]), &tpm2b(secret))?;
     let hmac_key = kdfa(hash, &seed, "INTEGRITY", &[], &[], hash.size() as u32 * 8)?;
     let hmac_pkey = PKey::hmac(&hmac_key)?;
     let mut signer = Signer::new(hash.message_digest(), &hmac_pkey)?;

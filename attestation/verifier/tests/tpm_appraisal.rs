@@ -2,6 +2,8 @@
 //! Quotes come from the software attester, which writes the TPM's exact wire format; the
 //! end-to-end tests repeat the important cases with a real (software) TPM and enigm-attestd.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: a failed setup should stop the test
+
 use enigm_evidence::v1::{Evidence, HashAlgorithm, PcrBank, PcrValue, TpmEvidence, evidence::Kind};
 use enigm_tpm_evidence::attest::ClockInfo;
 use enigm_tpm_evidence::eventlog::EventLogWriter;

@@ -184,7 +184,11 @@ mod tests {
         let root = Sysroot::new(dir.path());
         let bad = [
             ("ENIGM_ATTESTD__TPM__TCTI", "bluetooth:x", "tpm.tcti"),
-            ("ENIGM_ATTESTD__TPM__EK_ALGORITHM", "dsa", "tpm.ek_algorithm"),
+            (
+                "ENIGM_ATTESTD__TPM__EK_ALGORITHM",
+                "dsa",
+                "tpm.ek_algorithm",
+            ),
             ("ENIGM_ATTESTD__TPM__PCRS", "sha256:0-40", "tpm.pcrs"),
             ("ENIGM_ATTESTD__TPM__PCRS", "md5:0", "tpm.pcrs"),
             ("ENIGM_ATTESTD__TPM__STATE_DIR", "var/lib", "tpm.state_dir"),

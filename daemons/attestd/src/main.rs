@@ -1,2 +1,136 @@
-//! enigm-attestd (being written)
-fn main() {}
+//! `enigm-attestd`: the TPM attester daemon.
+//!
+//! Start-up order (see `enigm_runtime`): arguments → logging → config → privileged resources
+//! (event log, TPM connection) → privilege drop → seccomp → TPM worker and first contact (EK,
+//! AK) → D-Bus name → READY → serve until SIGTERM/SIGINT.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use enigm_attestd::attester::Attester;
+use enigm_attestd::config::{AttestdConfig, DAEMON, SYSTEM_USER};
+use enigm_attestd::service::{Attestation, BUS_NAME, OBJECT_PATH, PostureSignal};
+use enigm_attestd::tss::TssTpm;
+use enigm_attestd::{eventlog, worker};
+use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::sysroot::Sysroot;
+use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+
+/// The compiled system-call allow-list (`seccomp.json`).
+const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enigm-attestd",
+    version,
+    about = "TPM 2.0 attester: evidence and credential activation over D-Bus"
+)]
+struct Args {
+    /// Root directory that system paths (/etc, /sys) are read under.
+    #[arg(long, env = "ENIGM_SYSROOT", default_value = "/")]
+    sysroot: PathBuf,
+    /// Test hook: after the seccomp filter is applied, try a system call outside the policy
+    /// and report on stderr whether it was refused.
+    #[arg(long, hide = true)]
+    seccomp_probe: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("enigm-attestd: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    logging::init("enigm-attestd");
+    let sysroot = Sysroot::new(&args.sysroot);
+    let config = config::load::<AttestdConfig>(DAEMON, &sysroot, std::env::vars())?.config;
+    let policy = CallerPolicy::resolve(&config.authorization, passwd_lookup)?;
+    let notifier = notify::Notifier::from_env()?;
+
+    // Privileged resources, opened while the daemon may still be root: the event log
+    // (securityfs is root-only) and the TPM device. A TPM that is not there yet is not fatal:
+    // the status says so and every request tries again.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let event_log = eventlog::read(&sysroot, &config.tpm.event_log, credentials.as_deref())
+        .with_context(|| format!("reading the event log {}", config.tpm.event_log))?;
+    tracing::info!(bytes = event_log.len(), "event log read");
+    let mut tpm = TssTpm::new(
+        &config.tpm.tcti,
+        config.tpm.ek_algorithm,
+        Path::new(&config.tpm.state_dir),
+    );
+    if let Err(err) = tpm.connect() {
+        tracing::warn!(error = %err, "TPM not reachable at start-up; will retry on demand");
+    }
+
+    privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
+        .context("dropping privileges")?;
+    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
+    if args.seccomp_probe {
+        probe_seccomp();
+    }
+
+    let attester = Attester::new(
+        tpm,
+        config.tpm.pcrs.clone(),
+        event_log,
+        config.tpm.ek_algorithm.as_str(),
+    );
+    let worker = worker::spawn(attester).context("starting the TPM worker thread")?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(worker, policy, notifier))
+}
+
+async fn serve(
+    worker: worker::WorkerHandle,
+    policy: CallerPolicy,
+    notifier: notify::Notifier,
+) -> Result<()> {
+    let stop = shutdown::stop_signal().context("installing signal handlers")?;
+    // First contact before taking the name: the EK is derived, the AK created or loaded, so the
+    // first status anyone reads is true.
+    let status = worker.refresh().await?;
+    if status.ak_loaded {
+        tracing::info!(ak_name = %status.ak_name, ek = %status.ek_algorithm, "attestation key ready");
+    } else {
+        tracing::warn!(error = %status.last_error, "no attestation key yet");
+    }
+    let connection = zbus::connection::Builder::system()
+        .serve_at(OBJECT_PATH, Attestation::new(worker.clone(), policy))
+        .serve_at(OBJECT_PATH, PostureSignal::new(worker))
+        .build()
+        .await
+        .context("connecting to the system bus")?;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .with_context(|| format!("acquiring the bus name {BUS_NAME}"))?;
+
+    notifier.ready(&format!("serving {BUS_NAME}"))?;
+    tracing::info!(name = BUS_NAME, "ready");
+    let signal = stop.await;
+    tracing::info!(?signal, "stopping");
+    notifier.stopping()?;
+    connection.release_name(BUS_NAME).await.ok();
+    Ok(())
+}
+
+/// `sysinfo(2)` is not on the allow-list: under the filter it must fail with EPERM.
+fn probe_seccomp() {
+    match nix::sys::sysinfo::sysinfo() {
+        Ok(_) => eprintln!("seccomp-probe: sysinfo was ALLOWED"),
+        Err(errno) => eprintln!("seccomp-probe: sysinfo refused: {errno:?}"),
+    }
+}

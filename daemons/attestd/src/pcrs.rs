@@ -140,7 +140,9 @@ impl PcrSpec {
                 return Err(PcrSpecError::Index(bad.to_string()));
             }
             if !seen.insert(bank.algorithm) {
-                return Err(PcrSpecError::DuplicateBank(bank.algorithm.name().to_owned()));
+                return Err(PcrSpecError::DuplicateBank(
+                    bank.algorithm.name().to_owned(),
+                ));
             }
         }
         Ok(Self { banks })

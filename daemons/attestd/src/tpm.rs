@@ -89,8 +89,7 @@ pub trait Tpm {
     fn identity(&mut self) -> Result<Identity, TpmError>;
 
     /// Quotes `selection` with the AK over `qualifying_data`, and reads the same PCRs.
-    fn quote(&mut self, qualifying_data: &[u8], selection: &PcrSpec)
-    -> Result<RawQuote, TpmError>;
+    fn quote(&mut self, qualifying_data: &[u8], selection: &PcrSpec) -> Result<RawQuote, TpmError>;
 
     /// `TPM2_ActivateCredential` with the AK and the EK: returns the secret inside
     /// `credential_blob` (`TPM2B_ID_OBJECT`) and `encrypted_secret`
