@@ -9,6 +9,7 @@
 //!   contraindicated) with reasons a human can read;
 //! - [`tpm`]: appraisal of a TPM quote, binding the verifier nonce and the posture digest.
 
+pub mod android;
 pub mod appraisal;
 pub mod credential;
 pub mod history;
