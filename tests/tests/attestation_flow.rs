@@ -17,7 +17,7 @@ use anyhow::{Result, bail};
 use enigm_attestd::client::AttestationProxy;
 use enigm_attestd::service::BUS_NAME;
 use enigm_e2e::{Daemon, PrivateBus, Swtpm, attestd_command, require_tool};
-use enigm_evidence::v1::{Evidence, evidence, tpm_evidence};
+use enigm_evidence::v1::{Evidence, evidence};
 use enigm_tpm_evidence::eventlog::EventLogWriter;
 use enigm_tpm_evidence::hash::HashAlg;
 use enigm_verifier::appraisal::{Appraisal, Tier};
@@ -134,10 +134,7 @@ async fn enroll(
 ) -> Result<()> {
     let first = device.evidence(&[0u8; 32]).await?;
     let ev = tpm(&first);
-    let Some(tpm_evidence::Endorsement::EkPublic(ek)) = &ev.endorsement else {
-        bail!("EK public expected")
-    };
-    let credential = verifier.enroll(id, ek, &ev.ak_public)?;
+    let credential = verifier.enroll(id, &ev.ek_public, &ev.ak_public)?;
     if activate {
         let secret = device
             .activate(&credential.credential_blob, &credential.encrypted_secret)

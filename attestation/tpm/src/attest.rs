@@ -13,7 +13,7 @@ pub const ST_ATTEST_QUOTE: u16 = 0x8018;
 pub struct ClockInfo {
     /// Milliseconds the TPM has been powered (monotonic unless reset by the owner).
     pub clock: u64,
-    /// TPM resets (power cycles without orderly shutdown state) since the last clear.
+    /// TPM resets since the last clear: every TPM2_Startup(CLEAR), so every ordinary reboot.
     pub reset_count: u32,
     /// TPM restarts/resumes since the last reset.
     pub restart_count: u32,

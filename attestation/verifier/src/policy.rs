@@ -147,6 +147,12 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Self, String> {
         let policy: Policy = toml::from_str(text).map_err(|err| err.to_string())?;
         policy.bank()?;
+        let level = policy.android.required_security_level.as_str();
+        if !matches!(level, "TRUSTED_ENVIRONMENT" | "STRONG_BOX") {
+            return Err(format!(
+                "android.required_security_level: {level:?} is neither TRUSTED_ENVIRONMENT nor STRONG_BOX"
+            ));
+        }
         for (index, values) in &policy.tpm.pcrs {
             let index: u32 = index
                 .parse()
@@ -247,6 +253,10 @@ mod tests {
             ("[tpm.pcrs]\n0 = [\"zz\"]\n", "tpm.pcrs.0"),
             ("[tpm.pcrs]\n0 = [\"aa\"]\n", "tpm.pcrs.0"),
             ("[android]\nrequire_locked = true\n", "require_locked"),
+            (
+                "[android]\nrequired_security_level = \"TEE\"\n",
+                "android.required_security_level",
+            ),
         ] {
             let err = Policy::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");

@@ -310,8 +310,10 @@ impl TpmVerifier {
         self.devices.get(device)
     }
 
-    /// A fresh single-use nonce.
+    /// A fresh single-use nonce (expired ones are forgotten here, so the store stays bounded
+    /// by the issue rate times the time to live).
     pub fn challenge(&mut self, now: u64) -> Result<Vec<u8>, VerifierError> {
+        self.nonces.purge(now);
         Ok(self.nonces.issue(now, self.nonce_ttl_secs)?)
     }
 

@@ -82,7 +82,8 @@ impl Device {
                 signature,
                 pcrs: vec![bank],
                 event_log: self.log.clone(),
-                endorsement: None,
+                ek_public: Vec::new(),
+                ek_certificate: Vec::new(),
             })),
             posture_digest: POSTURE.to_vec(),
         }

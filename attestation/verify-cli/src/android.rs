@@ -160,15 +160,29 @@ pub fn run(args: &AndroidArgs) -> Result<bool> {
             record["verdict"]["securityLevel"].as_str().unwrap_or("?")
         );
     } else {
-        println!("chain rejected: {}", reasons.join("; "));
-        if let Some(refuted) = appraisal.as_ref().and_then(|a| a.first_refuted()) {
-            println!("policy: {} — {}", refuted.name, refuted.reason);
-        }
+        println!("rejected: {}", rejection(&reasons, appraisal.as_ref()));
     }
     if !passed && args.json {
-        eprintln!("enigm-verify: chain rejected: {}", reasons.join("; "));
+        eprintln!(
+            "enigm-verify: rejected: {}",
+            rejection(&reasons, appraisal.as_ref())
+        );
     }
     Ok(passed)
+}
+
+/// One line saying why: the chain's reasons, else the first claim the policy refuted.
+fn rejection(
+    reasons: &[String],
+    appraisal: Option<&enigm_verifier::appraisal::Appraisal>,
+) -> String {
+    if !reasons.is_empty() {
+        return reasons.join("; ");
+    }
+    match appraisal.and_then(|a| a.first_refuted()) {
+        Some(claim) => format!("policy: {}: {}", claim.name, claim.reason),
+        None => "not verified".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 //!   [--policy FILE --challenge HEX] [--json]` verifies a key attestation chain and prints the
 //!   parsed record with the field names of Google's reference verifier, plus the verdict.
 //!
-//! Exit status: 0 when the evidence verifies, 1 when it does not (with the reason), 2 for
-//! usage errors.
+//! Exit status: 0 when the evidence verifies; 1 when it does not (with the reason) or an input
+//! cannot be used (unreadable file, bad hex, `--policy` without what it needs); 2 when the
+//! command line itself does not parse.
 
 mod android;
 mod tpm;

@@ -7,13 +7,13 @@
 //! to it hash to the quote's `pcrDigest` (when a PCR was extended between the two reads, the
 //! quote is taken again, a bounded number of times).
 
-use enigm_evidence::v1::{self, PcrBank, PcrValue, TpmEvidence, evidence, tpm_evidence};
+use enigm_evidence::v1::{self, PcrBank, PcrValue, TpmEvidence, evidence};
 use prost::Message;
 
 use crate::binding::{self, BindingError};
 use crate::pcrs::PcrSpec;
 use crate::status::Status;
-use crate::tpm::{Endorsement, Identity, RawQuote, Tpm, TpmError};
+use crate::tpm::{Identity, RawQuote, Tpm, TpmError};
 use crate::wire::{self, WireError};
 
 /// How many times a quote is taken when PCRs keep changing under it.
@@ -287,10 +287,6 @@ fn encode(
                 .collect(),
         })
         .collect();
-    let endorsement = match identity.endorsement {
-        Endorsement::Certificate(der) => tpm_evidence::Endorsement::EkCertificate(der),
-        Endorsement::Public(public) => tpm_evidence::Endorsement::EkPublic(public),
-    };
     v1::Evidence {
         kind: Some(evidence::Kind::Tpm(TpmEvidence {
             ak_public: identity.ak_public,
@@ -298,7 +294,8 @@ fn encode(
             signature: quote.signature,
             pcrs,
             event_log,
-            endorsement: Some(endorsement),
+            ek_public: identity.endorsement.public,
+            ek_certificate: identity.endorsement.certificate.unwrap_or_default(),
         })),
         posture_digest: posture_digest.to_vec(),
     }
@@ -343,7 +340,10 @@ mod tests {
             }
             Ok(Identity {
                 ek_algorithm: EkAlgorithm::Ecc,
-                endorsement: Endorsement::Public(vec![0, 1, 0xee]),
+                endorsement: crate::tpm::Endorsement {
+                    public: vec![0, 1, 0xee],
+                    certificate: None,
+                },
                 ak_public: vec![0, 1, 0xaa],
                 ak_name: vec![0, 0x0b, 0xab],
             })
@@ -422,10 +422,8 @@ mod tests {
         );
         assert_eq!(tpm.ak_public, [0, 1, 0xaa]);
         assert_eq!(tpm.event_log, b"log");
-        assert_eq!(
-            tpm.endorsement,
-            Some(tpm_evidence::Endorsement::EkPublic(vec![0, 1, 0xee]))
-        );
+        assert_eq!(tpm.ek_public, [0, 1, 0xee]);
+        assert!(tpm.ek_certificate.is_empty());
         assert_eq!(tpm.pcrs.len(), 1);
         assert_eq!(tpm.pcrs[0].algorithm, i32::from(v1::HashAlgorithm::Sha256));
         let indices: Vec<u32> = tpm.pcrs[0].values.iter().map(|v| v.index).collect();

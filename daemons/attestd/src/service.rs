@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use enigm_runtime::authz::{CallerPolicy, MethodClass};
 use zbus::message::Header;
+use zbus::names::ErrorName;
 use zbus::{Connection, fdo, interface};
 
 use crate::attester::AttestError;
@@ -28,12 +29,11 @@ pub const STATUS_WAIT: Duration = Duration::from_secs(3);
 /// How long `GetSignal` waits (enigm-tscd gives a source one second).
 pub const SIGNAL_WAIT: Duration = Duration::from_millis(500);
 
-/// The errors of `org.enigm.Attestation1`.
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.enigm.Attestation1.Error")]
+/// The errors of `org.enigm.Attestation1`: standard bus errors (`AccessDenied` for a refused
+/// caller) keep their standard names; the daemon's own are `org.enigm.Attestation1.Error.*`.
+#[derive(Debug)]
 pub enum AttestationError {
     /// A bus error, or a standard one (`AccessDenied`).
-    #[zbus(error)]
     ZBus(zbus::Error),
     /// The arguments are not acceptable (nonce or digest length, malformed TPM structures).
     InvalidArgs(String),
@@ -43,6 +43,76 @@ pub enum AttestationError {
     CredentialRejected(String),
     /// The TPM failed.
     Failed(String),
+}
+
+impl AttestationError {
+    const INVALID_ARGS: ErrorName<'static> =
+        ErrorName::from_static_str_unchecked("org.enigm.Attestation1.Error.InvalidArgs");
+    const TPM_UNAVAILABLE: ErrorName<'static> =
+        ErrorName::from_static_str_unchecked("org.enigm.Attestation1.Error.TpmUnavailable");
+    const CREDENTIAL_REJECTED: ErrorName<'static> =
+        ErrorName::from_static_str_unchecked("org.enigm.Attestation1.Error.CredentialRejected");
+    const FAILED: ErrorName<'static> =
+        ErrorName::from_static_str_unchecked("org.enigm.Attestation1.Error.Failed");
+    const ZBUS: ErrorName<'static> =
+        ErrorName::from_static_str_unchecked("org.freedesktop.zbus.Error");
+}
+
+impl zbus::DBusError for AttestationError {
+    fn create_reply(&self, call: &zbus::message::Header<'_>) -> zbus::Result<zbus::Message> {
+        if let AttestationError::ZBus(zbus::Error::FDO(standard)) = self {
+            return standard.create_reply(call);
+        }
+        zbus::Message::error(call, self.name()).build(&(self.description().unwrap_or_default(),))
+    }
+
+    fn name(&self) -> ErrorName<'_> {
+        match self {
+            AttestationError::ZBus(zbus::Error::FDO(standard)) => standard.name(),
+            AttestationError::ZBus(zbus::Error::MethodError(name, _, _)) => name.as_ref(),
+            AttestationError::ZBus(_) => Self::ZBUS,
+            AttestationError::InvalidArgs(_) => Self::INVALID_ARGS,
+            AttestationError::TpmUnavailable(_) => Self::TPM_UNAVAILABLE,
+            AttestationError::CredentialRejected(_) => Self::CREDENTIAL_REJECTED,
+            AttestationError::Failed(_) => Self::FAILED,
+        }
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            AttestationError::ZBus(zbus::Error::FDO(standard)) => standard.description(),
+            AttestationError::ZBus(zbus::Error::MethodError(_, description, _)) => {
+                description.as_deref()
+            }
+            AttestationError::ZBus(_) => None,
+            AttestationError::InvalidArgs(m)
+            | AttestationError::TpmUnavailable(m)
+            | AttestationError::CredentialRejected(m)
+            | AttestationError::Failed(m) => Some(m),
+        }
+    }
+}
+
+impl std::fmt::Display for AttestationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttestationError::ZBus(err) => write!(f, "{err}"),
+            other => write!(
+                f,
+                "{}: {}",
+                zbus::DBusError::name(other),
+                zbus::DBusError::description(other).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AttestationError {}
+
+impl From<zbus::Error> for AttestationError {
+    fn from(err: zbus::Error) -> Self {
+        AttestationError::ZBus(err)
+    }
 }
 
 impl From<fdo::Error> for AttestationError {

@@ -22,11 +22,11 @@ pub struct Identity {
 
 /// The endorsement part of the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endorsement {
-    /// The EK certificate, DER, from its TCG NV index.
-    Certificate(Vec<u8>),
-    /// The EK public area, `TPM2B_PUBLIC` (no certificate provisioned).
-    Public(Vec<u8>),
+pub struct Endorsement {
+    /// The EK public area, `TPM2B_PUBLIC`.
+    pub public: Vec<u8>,
+    /// The EK certificate, DER, from its TCG NV index, when one is provisioned.
+    pub certificate: Option<Vec<u8>>,
 }
 
 /// The registers of one bank, read with `TPM2_PCR_Read`.

@@ -524,21 +524,26 @@ fn endorsement(
     ek: KeyHandle,
     algorithm: EkAlgorithm,
 ) -> Result<Endorsement, TpmError> {
-    match read_certificate(context, algorithm.certificate_nv_index()) {
-        Ok(Some(der)) => return Ok(Endorsement::Certificate(der)),
+    let certificate = match read_certificate(context, algorithm.certificate_nv_index()) {
+        Ok(Some(der)) => Some(der),
         Ok(None) => {
             tracing::info!(
                 index = format!("{:#x}", algorithm.certificate_nv_index()),
-                "no EK certificate; the evidence carries the EK public area"
+                "no EK certificate; the evidence carries only the EK public area"
             );
+            None
         }
         Err(err) if err.is_unreachable() => return Err(err),
         Err(err) => {
-            tracing::warn!(error = %err, "cannot read the EK certificate; the evidence carries the EK public area");
+            tracing::warn!(error = %err, "cannot read the EK certificate; the evidence carries only the EK public area");
+            None
         }
-    }
+    };
     let (public, _, _) = retry(context, "ReadPublic (EK)", |ctx| ctx.read_public(ek))?;
-    Ok(Endorsement::Public(public_bytes(public)?))
+    Ok(Endorsement {
+        public: public_bytes(public)?,
+        certificate,
+    })
 }
 
 fn read_certificate(context: &mut Context, index: u32) -> Result<Option<Vec<u8>>, TpmError> {
