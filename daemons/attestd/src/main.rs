@@ -37,14 +37,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("enigm-attestd: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    enigm_runtime::exit_status("enigm-attestd", run())
 }
 
 fn run() -> Result<()> {
@@ -75,7 +68,7 @@ fn run() -> Result<()> {
         .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
     if args.seccomp_probe {
-        probe_seccomp();
+        seccomp::probe();
     }
 
     let attester = Attester::new(
@@ -125,12 +118,4 @@ async fn serve(
     notifier.stopping()?;
     connection.release_name(BUS_NAME).await.ok();
     Ok(())
-}
-
-/// `sysinfo(2)` is not on the allow-list: under the filter it must fail with EPERM.
-fn probe_seccomp() {
-    match nix::sys::sysinfo::sysinfo() {
-        Ok(_) => eprintln!("seccomp-probe: sysinfo was ALLOWED"),
-        Err(errno) => eprintln!("seccomp-probe: sysinfo refused: {errno:?}"),
-    }
 }

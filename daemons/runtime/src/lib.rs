@@ -16,3 +16,19 @@ pub mod privileges;
 pub mod seccomp;
 pub mod shutdown;
 pub mod sysroot;
+
+/// A daemon's exit: success, or the error (with its causes, `{:#}`) logged and printed on stderr
+/// as `<daemon>: <error>` and a failure status.
+pub fn exit_status<E: std::fmt::Display>(
+    daemon: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("{daemon}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -43,6 +43,15 @@ pub fn apply(bytes: &[u8]) -> Result<usize, SeccompError> {
     Ok(program.len())
 }
 
+/// Test hook (a daemon's hidden `--seccomp-probe`): calls `sysinfo(2)`, which no daemon policy
+/// allows, and reports on stderr whether the filter refused it.
+pub fn probe() {
+    match nix::sys::sysinfo::sysinfo() {
+        Ok(_) => eprintln!("seccomp-probe: sysinfo was ALLOWED"),
+        Err(errno) => eprintln!("seccomp-probe: sysinfo refused: {errno:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

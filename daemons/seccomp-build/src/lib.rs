@@ -37,6 +37,18 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// What a daemon's `build.rs` runs: compiles `seccomp.json` in the crate directory into
+/// `$OUT_DIR/seccomp.bpf` for the target architecture, failing the build on any error.
+pub fn build_script() {
+    println!("cargo::rerun-if-changed=seccomp.json");
+    let out =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("seccomp.bpf");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if let Err(err) = compile_policy(Path::new("seccomp.json"), &arch, &out) {
+        println!("cargo::error={err}");
+    }
+}
+
 /// Compiles the JSON policy at `policy` for `target_arch` (e.g. `x86_64`) and writes the packed
 /// program to `out`.
 pub fn compile_policy(policy: &Path, target_arch: &str, out: &Path) -> Result<(), BuildError> {

@@ -42,14 +42,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("enigm-tscd: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    enigm_runtime::exit_status("enigm-tscd", run())
 }
 
 fn run() -> Result<()> {
@@ -73,7 +66,7 @@ fn run() -> Result<()> {
         .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
     if args.seccomp_probe {
-        probe_seccomp();
+        seccomp::probe();
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -142,12 +135,4 @@ async fn serve(
 
 fn serde_json_string(posture: &enigm_tscd::model::Posture) -> Result<String> {
     Ok(serde_json::to_string_pretty(posture)?)
-}
-
-/// `sysinfo(2)` is not on the allow-list: under the filter it must fail with EPERM.
-fn probe_seccomp() {
-    match nix::sys::sysinfo::sysinfo() {
-        Ok(_) => eprintln!("seccomp-probe: sysinfo was ALLOWED"),
-        Err(errno) => eprintln!("seccomp-probe: sysinfo refused: {errno:?}"),
-    }
 }
