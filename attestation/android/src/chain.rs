@@ -1,6 +1,6 @@
 //! Chain validation: from the attested key's certificate up to a pinned Google root, "as of" a
-//! given time, against Google's revocation status list, with an optional cache of verified
-//! intermediate signatures.
+//! given time, against Google's revocation status list, with an optional [`VerificationCache`]
+//! of the verified certificates above the leaf.
 //!
 //! The rules follow Google's reference verifier (android/keyattestation):
 //! - the chain is ordered leaf first and ends with the root; it has 3 (software), 4 (factory
@@ -22,6 +22,14 @@
 //! then revocation; the error is the first failed check. Parsing before signature checks rejects
 //! malformed input without spending signature verifications on it.
 //!
+//! Speed: a chain whose certificates above the leaf are in the cache skips every check whose
+//! outcome depends on those bytes alone (the entry records that they passed) and runs the rest in
+//! the same order: the leaf's parsing, key, extension and KeyDescription, the root pin against
+//! this call's roots, the intermediates' validity at this call's time, the leaf's name and
+//! signature, revocation. The leaf itself is read without OpenSSL's (slow, in OpenSSL 3)
+//! certificate and key decoders when it lies in a profile OpenSSL reads identically (see
+//! `leaf.rs`). Either way, results and errors are those of the uncached path.
+//!
 //! Stricter than the reference: the intermediates Google issues must be CAs (basicConstraints
 //! cA = TRUE): every issuer between the root and the attestation-key certificate, and the
 //! attestation-key certificate itself on RKP chains. Factory attestation-key certificates are
@@ -33,20 +41,22 @@
 //! `hardware_backed: false` and a failed [`Verdict`].
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use openssl::asn1::Asn1Time;
 use openssl::nid::Nid;
+use openssl::pkey::{PKeyRef, Public};
 use openssl::x509::{X509, X509NameRef};
 
+pub use crate::cache::VerificationCache;
+use crate::cache::{UpperChain, seconds_since_epoch};
 use crate::error::AndroidError;
 use crate::key_description::{KeyDescription, SecurityLevel};
+use crate::leaf::{Leaf, verified};
 use crate::x509::{basic_constraints, key_description_der};
 
 /// SubjectPublicKeyInfo (base64 DER) of Google's two software attestation roots (EC and RSA),
@@ -186,7 +196,7 @@ struct RawStatusEntry {
 }
 
 /// Normalises a serial in hex: lower case, no leading zeros (Java's `BigInteger.toString(16)`).
-fn normalize_serial(hex: &str) -> String {
+pub(crate) fn normalize_serial(hex: &str) -> String {
     let (sign, digits) = match hex.strip_prefix('-') {
         Some(d) => ("-", d),
         None => ("", hex),
@@ -250,106 +260,6 @@ impl RevocationList {
     }
 }
 
-/// A thread-safe cache of verified certificate signatures, keyed by SHA-256 over the DER of the
-/// issuer and of the certificate it signed. Only links above the leaf are cached (the leaf
-/// changes with every key); names, validity, CA flags and revocation are still checked on every
-/// call. Bounded: the oldest entry is dropped when full.
-#[derive(Debug)]
-pub struct VerificationCache {
-    inner: Mutex<CacheInner>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
-#[derive(Debug)]
-struct CacheInner {
-    set: HashSet<[u8; 32]>,
-    order: VecDeque<[u8; 32]>,
-    capacity: usize,
-}
-
-impl Default for VerificationCache {
-    fn default() -> Self {
-        Self::new(4096)
-    }
-}
-
-impl VerificationCache {
-    /// A cache holding at most `capacity` verified links (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            inner: Mutex::new(CacheInner {
-                set: HashSet::new(),
-                order: VecDeque::new(),
-                capacity: capacity.max(1),
-            }),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn key(issuer_der: &[u8], subject_der: &[u8]) -> [u8; 32] {
-        let mut h = openssl::sha::Sha256::new();
-        h.update(&(issuer_der.len() as u64).to_be_bytes());
-        h.update(issuer_der);
-        h.update(subject_der);
-        h.finish()
-    }
-
-    fn contains(&self, key: &[u8; 32]) -> bool {
-        let hit = self.lock().set.contains(key);
-        let counter = if hit { &self.hits } else { &self.misses };
-        counter.fetch_add(1, AtomicOrdering::Relaxed);
-        hit
-    }
-
-    fn insert(&self, key: [u8; 32]) {
-        let mut inner = self.lock();
-        if inner.set.insert(key) {
-            inner.order.push_back(key);
-            while inner.order.len() > inner.capacity {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.set.remove(&old);
-                }
-            }
-        }
-    }
-
-    /// Number of cached links.
-    pub fn len(&self) -> usize {
-        self.lock().set.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Lookups that skipped a signature verification.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(AtomicOrdering::Relaxed)
-    }
-
-    /// Lookups that had to verify.
-    pub fn misses(&self) -> u64 {
-        self.misses.load(AtomicOrdering::Relaxed)
-    }
-
-    /// Forgets every cached link (to bound memory; entries never become wrong: a signature that
-    /// verified keeps verifying).
-    pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.set.clear();
-        inner.order.clear();
-    }
-}
-
 /// What [`verify_chain`] checks against.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyOptions<'a> {
@@ -359,7 +269,7 @@ pub struct VerifyOptions<'a> {
     pub at: SystemTime,
     /// Revocation status list; `None` skips the revocation check.
     pub revocations: Option<&'a RevocationList>,
-    /// Cache of verified intermediate signatures.
+    /// Cache of verified certificates above the leaf (upper chains and intermediate links).
     pub cache: Option<&'a VerificationCache>,
     /// Accept chains rooted at Google's software attestation root (never hardware-backed; the
     /// verdict fails). Default: such chains are an error.
@@ -388,7 +298,7 @@ impl<'a> VerifyOptions<'a> {
         self
     }
 
-    /// Uses `cache` for intermediate signatures.
+    /// Uses `cache` for the certificates above the leaf.
     pub fn with_cache(mut self, cache: &'a VerificationCache) -> Self {
         self.cache = Some(cache);
         self
@@ -529,7 +439,7 @@ fn provisioning_of(below_root: &X509) -> Provisioning {
     }
 }
 
-fn serial_hex(cert: &X509) -> Result<String, AndroidError> {
+pub(crate) fn serial_hex(cert: &X509) -> Result<String, AndroidError> {
     let hex = cert.serial_number().to_bn()?.to_hex_str()?;
     Ok(normalize_serial(&hex))
 }
@@ -539,6 +449,10 @@ fn serial_hex(cert: &X509) -> Result<String, AndroidError> {
 ///
 /// `Ok` means the chain is authentic as of `options.at`; whether it is hardware-backed is in
 /// [`VerifiedAttestation::hardware_backed`] and [`VerifiedAttestation::verdict`].
+///
+/// With a [`VerificationCache`] whose entries cover `chain_der[1..]`, only the leaf is parsed and
+/// its one signature verified; the result, and the error for a chain that fails, are the same as
+/// without the cache.
 pub fn verify_chain(
     chain_der: &[Vec<u8>],
     options: &VerifyOptions<'_>,
@@ -554,40 +468,151 @@ pub fn verify_chain(
             provisioning: None,
         });
     }
-    let certs = chain_der
+    let (Some(leaf_der), Some(upper_der)) = (chain_der.first(), chain_der.get(1..)) else {
+        return Err(AndroidError::ChainTooShort(n));
+    };
+    match options.cache {
+        Some(cache) => {
+            let key = VerificationCache::upper_key(upper_der);
+            match cache.upper_chain(&key) {
+                Some(upper) => verify_under_cached_upper_chain(leaf_der, &upper, options),
+                None => verify_full(chain_der, options, Some((cache, key))),
+            }
+        }
+        None => verify_full(chain_der, options, None),
+    }
+}
+
+/// The root's kind under `options`, or why it is not accepted.
+fn root_kind_of(
+    options: &VerifyOptions<'_>,
+    root_spki: &[u8],
+    is_software: bool,
+) -> Result<RootKind, AndroidError> {
+    if options.roots.contains(root_spki) {
+        Ok(RootKind::GoogleHardware)
+    } else if is_software {
+        if options.allow_software_root {
+            Ok(RootKind::GoogleSoftware)
+        } else {
+            Err(AndroidError::SoftwareRoot)
+        }
+    } else {
+        Err(AndroidError::UntrustedRoot)
+    }
+}
+
+/// The leaf's KeyDescription; the leaf must carry the extension.
+fn leaf_key_description(leaf_der: &[u8]) -> Result<Option<&[u8]>, AndroidError> {
+    key_description_der(leaf_der).map_err(|source| AndroidError::Extension { index: 0, source })
+}
+
+/// The security level the attestation certificate's subject claims.
+fn chain_security_level_of(
+    provisioning: Provisioning,
+    attestation_cert: Option<&X509>,
+    below_root: Option<&X509>,
+) -> Option<SecurityLevel> {
+    match provisioning {
+        Provisioning::Unknown => None,
+        Provisioning::Remote => {
+            let org =
+                attestation_cert.map(|c| name_entries(c.subject_name(), Nid::ORGANIZATIONNAME));
+            Some(match org.as_deref() {
+                Some([o]) if o == "TEE" => SecurityLevel::TrustedEnvironment,
+                Some([o]) if o == "StrongBox" => SecurityLevel::StrongBox,
+                _ => SecurityLevel::Software,
+            })
+        }
+        Provisioning::Factory => {
+            let sb = [attestation_cert, below_root]
+                .into_iter()
+                .flatten()
+                .any(|c| name_mentions_strongbox(c.subject_name()));
+            sb.then_some(SecurityLevel::StrongBox)
+        }
+    }
+}
+
+/// The leaf's link to its issuer: name, then signature.
+fn check_leaf_link(
+    leaf: &Leaf<'_>,
+    parent_subject: &X509NameRef,
+    parent_subject_der: Option<&[u8]>,
+    parent_key: &PKeyRef<Public>,
+) -> Result<(), AndroidError> {
+    if !leaf.issued_by(parent_subject, parent_subject_der)? {
+        return Err(AndroidError::NameChaining { index: 0 });
+    }
+    if !leaf.signed_by(parent_key)? {
+        return Err(AndroidError::Signature { index: 0 });
+    }
+    Ok(())
+}
+
+/// Fails on the first serial (root side first, like path validation) on the list.
+fn check_revocation(serials: &[String], options: &VerifyOptions<'_>) -> Result<(), AndroidError> {
+    if let Some(list) = options.revocations {
+        for (index, serial) in serials.iter().enumerate().rev() {
+            if let Some(entry) = list.get(serial) {
+                return Err(AndroidError::Revoked {
+                    index,
+                    serial: serial.clone(),
+                    status: entry.status.to_string(),
+                    reason: entry.reason.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every check, for a chain whose upper part is not cached; caches the upper part once it has
+/// verified when `cache` is given.
+fn verify_full(
+    chain_der: &[Vec<u8>],
+    options: &VerifyOptions<'_>,
+    cache: Option<(&VerificationCache, [u8; 32])>,
+) -> Result<VerifiedAttestation, AndroidError> {
+    let n = chain_der.len();
+    let Some(leaf_der) = chain_der.first() else {
+        return Err(AndroidError::ChainTooShort(n));
+    };
+    let leaf = Leaf::parse(leaf_der)?;
+    // `upper[i - 1]` is certificate `i`.
+    let upper = chain_der
         .iter()
         .enumerate()
+        .skip(1)
         .map(|(index, der)| {
             X509::from_der(der).map_err(|source| AndroidError::Certificate { index, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(below_root) = certs.get(n - 2) else {
+    let cert = |index: usize| index.checked_sub(1).and_then(|i| upper.get(i));
+    let Some(below_root) = cert(n - 2) else {
         return Err(AndroidError::ChainTooShort(n));
     };
-    let keys = certs
+    leaf.check_key()?;
+    let keys = upper
         .iter()
         .enumerate()
-        .map(|(index, c)| {
+        .map(|(i, c)| {
             c.public_key()
-                .map_err(|source| AndroidError::UnsupportedPublicKey { index, source })
+                .map_err(|source| AndroidError::UnsupportedPublicKey {
+                    index: i + 1,
+                    source,
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let key = |index: usize| index.checked_sub(1).and_then(|i| keys.get(i));
 
     // Root: pinned by public key.
-    let root_spki = keys
-        .last()
-        .ok_or(AndroidError::ChainTooShort(n))?
-        .public_key_to_der()?;
-    let root_kind = if options.roots.contains(&root_spki) {
-        RootKind::GoogleHardware
-    } else if is_software_root_key(&root_spki) {
-        if !options.allow_software_root {
-            return Err(AndroidError::SoftwareRoot);
-        }
-        RootKind::GoogleSoftware
-    } else {
-        return Err(AndroidError::UntrustedRoot);
+    let (Some(root_key), Some(root_der)) = (keys.last(), chain_der.last()) else {
+        return Err(AndroidError::ChainTooShort(n));
     };
+    let root_spki = crate::leaf::public_key_der(root_der, root_key)?;
+    let root_is_software = is_software_root_key(&root_spki);
+    let root_kind = root_kind_of(options, &root_spki, root_is_software)?;
 
     // Shape: no certificates beyond the attested key, none missing.
     let provisioning = provisioning_of(below_root);
@@ -607,20 +632,16 @@ pub fn verify_chain(
 
     // Structure before cryptography: only the leaf carries the attestation extension, and it
     // must parse (cheap rejection of malformed input; the parser is total).
-    let mut leaf_extension = None;
-    for (index, der) in chain_der.iter().enumerate() {
-        let ext =
-            key_description_der(der).map_err(|source| AndroidError::Extension { index, source })?;
-        match (index, ext) {
-            (0, Some(bytes)) => leaf_extension = Some(bytes),
-            (0, None) => return Err(AndroidError::MissingExtension),
-            (_, Some(_)) => return Err(AndroidError::ExtensionOutsideLeaf { index }),
-            (_, None) => {}
-        }
-    }
-    let Some(ext) = leaf_extension else {
+    let Some(ext) = leaf_key_description(leaf_der)? else {
         return Err(AndroidError::MissingExtension);
     };
+    for (index, der) in chain_der.iter().enumerate().skip(1) {
+        let ext =
+            key_description_der(der).map_err(|source| AndroidError::Extension { index, source })?;
+        if ext.is_some() {
+            return Err(AndroidError::ExtensionOutsideLeaf { index });
+        }
+    }
     let key_description = KeyDescription::parse(ext)?;
 
     // Google-issued intermediates must be CAs (the pinned root is trusted by key). The
@@ -641,11 +662,11 @@ pub fn verify_chain(
     let at_secs = unix_seconds(options.at);
     let at = Asn1Time::from_unix(at_secs)?;
     let mut cached_links = 0;
-    for index in (0..n - 1).rev() {
+    for index in (1..n - 1).rev() {
         let (Some(child), Some(parent), Some(parent_key), Some(child_der), Some(parent_der)) = (
-            certs.get(index),
-            certs.get(index + 1),
-            keys.get(index + 1),
+            cert(index),
+            cert(index + 1),
+            key(index + 1),
             chain_der.get(index),
             chain_der.get(index + 1),
         ) else {
@@ -656,16 +677,13 @@ pub fn verify_chain(
             return Err(AndroidError::NameChaining { index });
         }
 
-        let cache_key = (index > 0)
-            .then_some(options.cache)
-            .flatten()
-            .map(|c| (c, VerificationCache::key(parent_der, child_der)));
+        let cache_key = cache.map(|(c, _)| (c, VerificationCache::key(parent_der, child_der)));
         if let Some((cache, key)) = &cache_key
             && cache.contains(key)
         {
             cached_links += 1;
         } else {
-            if !child.verify(parent_key).unwrap_or(false) {
+            if !verified(child.verify(parent_key)) {
                 return Err(AndroidError::Signature { index });
             }
             if let Some((cache, key)) = cache_key {
@@ -674,68 +692,144 @@ pub fn verify_chain(
         }
 
         // Validity of intermediates (the leaf's is device-set, the root is pinned by key).
-        if index > 0 {
-            if child.not_before().compare(&at)? == Ordering::Greater {
-                return Err(AndroidError::NotYetValid {
-                    index,
-                    not_before: child.not_before().to_string(),
-                    at: at_secs,
-                });
-            }
-            let tolerate = provisioning == Provisioning::Factory && !options.enforce_factory_expiry;
-            if child.not_after().compare(&at)? == Ordering::Less && !tolerate {
-                return Err(AndroidError::Expired {
-                    index,
-                    not_after: child.not_after().to_string(),
-                    at: at_secs,
-                });
-            }
+        if child.not_before().compare(&at)? == Ordering::Greater {
+            return Err(AndroidError::NotYetValid {
+                index,
+                not_before: child.not_before().to_string(),
+                at: at_secs,
+            });
+        }
+        let tolerate = provisioning == Provisioning::Factory && !options.enforce_factory_expiry;
+        if child.not_after().compare(&at)? == Ordering::Less && !tolerate {
+            return Err(AndroidError::Expired {
+                index,
+                not_after: child.not_after().to_string(),
+                at: at_secs,
+            });
         }
     }
 
-    let serials = certs
-        .iter()
-        .map(serial_hex)
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(list) = options.revocations {
-        // Root side first, like path validation.
-        for (index, serial) in serials.iter().enumerate().rev() {
-            if let Some(entry) = list.get(serial) {
-                return Err(AndroidError::Revoked {
-                    index,
-                    serial: serial.clone(),
-                    status: entry.status.to_string(),
-                    reason: entry.reason.clone(),
-                });
-            }
-        }
-    }
-    let leaf_public_key_der = keys
-        .first()
-        .ok_or(AndroidError::ChainTooShort(n))?
-        .public_key_to_der()?;
-
-    let chain_security_level = match provisioning {
-        Provisioning::Unknown => None,
-        Provisioning::Remote => {
-            let org = certs
-                .get(1)
-                .map(|c| name_entries(c.subject_name(), Nid::ORGANIZATIONNAME));
-            Some(match org.as_deref() {
-                Some([o]) if o == "TEE" => SecurityLevel::TrustedEnvironment,
-                Some([o]) if o == "StrongBox" => SecurityLevel::StrongBox,
-                _ => SecurityLevel::Software,
-            })
-        }
-        Provisioning::Factory => {
-            let sb = [certs.get(1), certs.get(n - 2)]
-                .into_iter()
-                .flatten()
-                .any(|c| name_mentions_strongbox(c.subject_name()));
-            sb.then_some(SecurityLevel::StrongBox)
-        }
+    let (Some(parent), Some(parent_key)) = (cert(1), key(1)) else {
+        return Err(AndroidError::ChainTooShort(n));
     };
+    let chain_security_level = chain_security_level_of(provisioning, Some(parent), cert(n - 2));
+    // Everything above the leaf has verified: later chains under it only check their leaf.
+    if let Some((cache, upper_key)) = cache
+        && let Some(entry) = UpperChain::new(
+            &upper,
+            parent_key,
+            &root_spki,
+            root_is_software,
+            provisioning,
+            chain_security_level,
+        )
+    {
+        cache.insert_upper_chain(upper_key, entry);
+    }
+    let parent_subject_der = parent.subject_name().to_der().ok();
+    check_leaf_link(
+        &leaf,
+        parent.subject_name(),
+        parent_subject_der.as_deref(),
+        parent_key,
+    )?;
 
+    let mut serials = Vec::with_capacity(n);
+    serials.push(leaf.serial_hex()?);
+    for c in &upper {
+        serials.push(serial_hex(c)?);
+    }
+    check_revocation(&serials, options)?;
+    let leaf_public_key_der = leaf.public_key_der()?;
+
+    Ok(finish(
+        key_description,
+        root_kind,
+        provisioning,
+        chain_security_level,
+        leaf_public_key_der,
+        serials,
+        cached_links,
+    ))
+}
+
+/// The checks for a chain whose upper part (`chain[1..]`) is a cached, verified upper chain, in
+/// the order [`verify_full`] runs them, skipping those whose outcome the entry records (they
+/// passed); the root pin, validity at `options.at` and revocation are checked as in
+/// [`verify_full`].
+fn verify_under_cached_upper_chain(
+    leaf_der: &[u8],
+    upper: &UpperChain,
+    options: &VerifyOptions<'_>,
+) -> Result<VerifiedAttestation, AndroidError> {
+    let n = upper.chain_len;
+    let leaf = Leaf::parse(leaf_der)?;
+    leaf.check_key()?;
+    let root_kind = root_kind_of(options, &upper.root_spki, upper.root_is_software)?;
+    let Some(ext) = leaf_key_description(leaf_der)? else {
+        return Err(AndroidError::MissingExtension);
+    };
+    let key_description = KeyDescription::parse(ext)?;
+
+    // Validity of the intermediates as of `at`, compared as `Asn1TimeRef::compare` does: on the
+    // same day/second differences, failing where it fails (both on `at`: the certificates' times
+    // compared when the entry was made).
+    let at_secs = unix_seconds(options.at);
+    let at = seconds_since_epoch(&*Asn1Time::from_unix(at_secs)?)?;
+    let tolerate = upper.provisioning == Provisioning::Factory && !options.enforce_factory_expiry;
+    for index in (1..n - 1).rev() {
+        let Some(validity) = upper.validity.get(index - 1) else {
+            return Err(AndroidError::ChainTooShort(n));
+        };
+        if validity.not_before > at {
+            return Err(AndroidError::NotYetValid {
+                index,
+                not_before: validity.not_before_text.clone(),
+                at: at_secs,
+            });
+        }
+        if validity.not_after < at && !tolerate {
+            return Err(AndroidError::Expired {
+                index,
+                not_after: validity.not_after_text.clone(),
+                at: at_secs,
+            });
+        }
+    }
+    check_leaf_link(
+        &leaf,
+        &upper.parent_subject,
+        Some(&upper.parent_subject_der),
+        &upper.parent_key,
+    )?;
+
+    let mut serials = Vec::with_capacity(n);
+    serials.push(leaf.serial_hex()?);
+    serials.extend(upper.serials.iter().cloned());
+    check_revocation(&serials, options)?;
+    let leaf_public_key_der = leaf.public_key_der()?;
+
+    Ok(finish(
+        key_description,
+        root_kind,
+        upper.provisioning,
+        upper.chain_security_level,
+        leaf_public_key_der,
+        serials,
+        n - 2,
+    ))
+}
+
+/// The result of a verified chain: security levels and the verdict.
+fn finish(
+    key_description: KeyDescription,
+    root_kind: RootKind,
+    provisioning: Provisioning,
+    chain_security_level: Option<SecurityLevel>,
+    leaf_public_key_der: Vec<u8>,
+    serials: Vec<String>,
+    cached_links: usize,
+) -> VerifiedAttestation {
     let security_level = key_description.security_level();
     let mut reasons = Vec::new();
     if root_kind != RootKind::GoogleHardware {
@@ -783,7 +877,7 @@ pub fn verify_chain(
         Verdict::Failed(reasons)
     };
 
-    Ok(VerifiedAttestation {
+    VerifiedAttestation {
         key_description,
         root: root_kind,
         provisioning,
@@ -794,7 +888,7 @@ pub fn verify_chain(
         leaf_public_key_der,
         serials,
         cached_links,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,12 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 pub mod chain;
 pub mod der;
 mod error;
 pub mod key_description;
+mod leaf;
 pub mod pem;
 pub mod x509;
 
