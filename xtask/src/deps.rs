@@ -74,6 +74,11 @@ pub const PACKAGES: &[Package] = &[
         name: "tpm2-tools",
         needed_by: "tpm2_quote/tpm2_checkquote/tpm2_activatecredential: oracles in the TPM tests",
     },
+    // initdb/pg_ctl/pg_dump: backend/storage's tests run every storage test on PostgreSQL too.
+    Package {
+        name: "postgresql",
+        needed_by: "PostgreSQL server + pg_dump: the backend storage suite on PostgreSQL",
+    },
 ];
 
 /// Where the daemons keep their sysusers.d files, relative to the workspace root:
