@@ -1,0 +1,25 @@
+//! `enigm-backend`, the companion backend: the device API over gRPC (tonic, [`service`]),
+//! health and metrics over HTTP (axum, [`server::http_router`]), TLS on every listener
+//! ([`tls`], OpenSSL, a self-signed certificate on first start), configured from TOML with
+//! environment overrides ([`config`]). Storage, lifecycle rules, tokens and appraisal come
+//! from `enigm-backend-storage`, `enigm-backend-lifecycle`, `enigm-backend-tokens` and
+//! `enigm-verifier`.
+
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod files;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod tls;
+
+/// Generated gRPC types and service of `backend/proto/device.proto` (package
+/// `enigm.backend.v1`); evidence types are `enigm_evidence::v1`'s.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("enigm.backend.v1");
+}
+
+pub use config::Config;
+pub use server::{Running, StartError, start};

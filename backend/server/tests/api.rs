@@ -1,0 +1,919 @@
+//! End-to-end tests of the device API: the server runs in-process on 127.0.0.1 ephemeral
+//! ports with a temporary config root and SQLite file; the client trusts only the server's
+//! generated self-signed certificate. Devices are software TPMs: `SoftwareAk` for quotes and a
+//! software RSA EK (below) that performs ActivateCredential.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a failed setup step should stop the test
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use enigm_backend::proto::device_api_client::DeviceApiClient;
+use enigm_backend::proto::{
+    ActivateCredentialRequest, ApproveRequest, CreateAccountRequest, DeviceState,
+    EnrollDeviceRequest, GetChallengeRequest, SubmitEvidenceRequest, SubmitEvidenceResponse, Tier,
+};
+use enigm_backend::{Config, Running};
+use enigm_evidence::v1::{
+    CredentialChallenge, Evidence, HashAlgorithm, PcrBank, PcrValue, TpmEvidence, evidence,
+};
+use enigm_tpm_evidence::attest::ClockInfo;
+use enigm_tpm_evidence::hash::HashAlg;
+use enigm_tpm_evidence::pcr::{PcrSelection, PcrValues};
+use enigm_tpm_evidence::soft::{KeyKind, SoftwareAk};
+use enigm_verifier::credential::kdfa;
+use openssl::encrypt::Decrypter;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::{Padding, Rsa};
+use openssl::sign::Signer;
+use openssl::symm::{Cipher, decrypt};
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn tpm2b(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn untpm2b(bytes: &[u8]) -> (&[u8], &[u8]) {
+    let n = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
+    (&bytes[2..2 + n], &bytes[2 + n..])
+}
+
+/// A software RSA-2048 endorsement key: its TPM2B_PUBLIC and ActivateCredential in software
+/// (MakeCredential's inverse: RSA-OAEP "IDENTITY", KDFa INTEGRITY/STORAGE, HMAC, AES-128-CFB).
+struct SoftEk {
+    key: PKey<Private>,
+    public: Vec<u8>,
+}
+
+impl SoftEk {
+    fn generate() -> Self {
+        let rsa = Rsa::generate(2048).unwrap();
+        let mut t = Vec::new();
+        t.extend(0x0001u16.to_be_bytes()); // RSA
+        t.extend(HashAlg::Sha256.id().to_be_bytes());
+        // fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy | restricted | decrypt
+        t.extend(0x0003_00B2u32.to_be_bytes());
+        t.extend(tpm2b(&[]));
+        t.extend(0x0006u16.to_be_bytes()); // AES
+        t.extend(128u16.to_be_bytes());
+        t.extend(0x0043u16.to_be_bytes()); // CFB
+        t.extend(0x0010u16.to_be_bytes()); // scheme NULL
+        t.extend(2048u16.to_be_bytes());
+        t.extend(0u32.to_be_bytes());
+        t.extend(tpm2b(&rsa.n().to_vec()));
+        Self {
+            key: PKey::from_rsa(rsa).unwrap(),
+            public: tpm2b(&t),
+        }
+    }
+
+    /// ActivateCredential: the secret, or `None` when the credential is not for `name`.
+    fn activate(&self, credential: &CredentialChallenge, name: &[u8]) -> Option<Vec<u8>> {
+        let (id_object, _) = untpm2b(&credential.credential_blob);
+        let (outer_hmac, enc_identity) = untpm2b(id_object);
+        let (encrypted_seed, _) = untpm2b(&credential.encrypted_secret);
+        let mut decrypter = Decrypter::new(&self.key).unwrap();
+        decrypter.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+        decrypter
+            .set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        decrypter
+            .set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        decrypter.set_rsa_oaep_label(b"IDENTITY\0").unwrap();
+        let mut seed = vec![0u8; decrypter.decrypt_len(encrypted_seed).unwrap()];
+        let n = decrypter.decrypt(encrypted_seed, &mut seed).unwrap();
+        seed.truncate(n);
+        let hmac_key = kdfa(HashAlg::Sha256, &seed, "INTEGRITY", &[], &[], 256).unwrap();
+        let mut signer = Signer::new(
+            openssl::hash::MessageDigest::sha256(),
+            &PKey::hmac(&hmac_key).unwrap(),
+        )
+        .unwrap();
+        signer.update(enc_identity).unwrap();
+        signer.update(name).unwrap();
+        if signer.sign_to_vec().unwrap() != outer_hmac {
+            return None;
+        }
+        let sym = kdfa(HashAlg::Sha256, &seed, "STORAGE", name, &[], 128).unwrap();
+        let plain = decrypt(
+            Cipher::aes_128_cfb128(),
+            &sym,
+            Some(&[0u8; 16]),
+            enc_identity,
+        )
+        .unwrap();
+        Some(untpm2b(&plain).0.to_vec())
+    }
+}
+
+/// A software device: AK, EK and a TPM clock.
+struct Device {
+    ak: SoftwareAk,
+    ek: SoftEk,
+    clock: u64,
+}
+
+impl Device {
+    fn new() -> Self {
+        Self {
+            ak: SoftwareAk::generate(KeyKind::EccP256).unwrap(),
+            ek: SoftEk::generate(),
+            clock: 1000,
+        }
+    }
+
+    fn tpm(&self) -> TpmEvidence {
+        TpmEvidence {
+            ak_public: self.ak.tpm2b_public(),
+            ek_public: self.ek.public.clone(),
+            ..TpmEvidence::default()
+        }
+    }
+
+    fn enrollment_evidence(&self) -> Evidence {
+        Evidence {
+            kind: Some(evidence::Kind::Tpm(self.tpm())),
+            posture_digest: vec![0; 32],
+        }
+    }
+
+    fn quote(&mut self, nonce: &[u8]) -> Evidence {
+        let posture_digest = vec![0x5a; 32];
+        let qualifying = enigm_verifier::qualifying_data(nonce, &posture_digest).unwrap();
+        let selection = PcrSelection::parse("sha256:0,7").unwrap();
+        let mut values = PcrValues::default();
+        values.insert(HashAlg::Sha256, 0, vec![1; 32]);
+        values.insert(HashAlg::Sha256, 7, vec![7; 32]);
+        self.clock += 1000;
+        let clock = ClockInfo {
+            clock: self.clock,
+            reset_count: 1,
+            restart_count: 0,
+            safe: true,
+        };
+        let (attest, signature) = self
+            .ak
+            .quote(&qualifying, &selection, &values, clock)
+            .unwrap();
+        let mut tpm = self.tpm();
+        tpm.attest = attest;
+        tpm.signature = signature;
+        tpm.pcrs = vec![PcrBank {
+            algorithm: HashAlgorithm::Sha256 as i32,
+            values: vec![
+                PcrValue {
+                    index: 0,
+                    digest: vec![1; 32],
+                },
+                PcrValue {
+                    index: 7,
+                    digest: vec![7; 32],
+                },
+            ],
+        }];
+        Evidence {
+            kind: Some(evidence::Kind::Tpm(tpm)),
+            posture_digest,
+        }
+    }
+}
+
+/// Writes the config under `root`.
+fn write_config(root: &Path, challenge_ttl_secs: u64) {
+    let etc = root.join("etc/enigm");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("backend-policy.toml"),
+        format!(
+            "[tpm]\nrequire_event_log = false\n[tpm.pcrs]\n\"7\" = [\"{}\"]\n",
+            "07".repeat(32)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("backend.toml"),
+        format!(
+            "challenge_ttl_secs = {challenge_ttl_secs}\n\
+             policy_file = \"/etc/enigm/backend-policy.toml\"\n\
+             token_lifetime_minutes = 5\n\
+             [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+             [tls]\nnames = [\"backend.test\"]\n\
+             [argon2]\nm_kib = 64\nt = 1\np = 1\n"
+        ),
+    )
+    .unwrap();
+}
+
+async fn start(root: &Path) -> Running {
+    let config = Config::load(root, []).unwrap();
+    enigm_backend::start(root, config).await.unwrap()
+}
+
+async fn client(running: &Running) -> DeviceApiClient<Channel> {
+    let channel = enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost")
+        .await
+        .unwrap();
+    DeviceApiClient::new(channel)
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, Status>) -> Code {
+    result.unwrap_err().code()
+}
+
+async fn create_account(api: &mut DeviceApiClient<Channel>, username: &str) {
+    let created = api
+        .create_account(CreateAccountRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!created.account_id.is_empty());
+    assert_eq!(created.recovery_phrase.split_whitespace().count(), 12);
+}
+
+/// Enrolls and activates `device`; returns its handle and enrollment state.
+async fn enroll(
+    api: &mut DeviceApiClient<Channel>,
+    username: &str,
+    device: &Device,
+) -> (String, DeviceState) {
+    let enrolled = api
+        .enroll_device(EnrollDeviceRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+            evidence: Some(device.enrollment_evidence()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let state = enrolled.state();
+    let credential = enrolled.credential.unwrap();
+    let secret = device
+        .ek
+        .activate(&credential, &device.ak.name().unwrap())
+        .expect("credential made for this AK under this EK");
+    api.activate_credential(ActivateCredentialRequest {
+        handle: enrolled.handle.clone(),
+        secret,
+    })
+    .await
+    .unwrap();
+    (enrolled.handle, state)
+}
+
+async fn challenge(api: &mut DeviceApiClient<Channel>, handle: &str) -> Vec<u8> {
+    api.get_challenge(GetChallengeRequest {
+        handle: handle.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .nonce
+}
+
+async fn submit(
+    api: &mut DeviceApiClient<Channel>,
+    handle: &str,
+    nonce: &[u8],
+    evidence: Evidence,
+) -> Result<SubmitEvidenceResponse, Status> {
+    api.submit_evidence(SubmitEvidenceRequest {
+        handle: handle.into(),
+        nonce: nonce.to_vec(),
+        evidence: Some(evidence),
+        posture_level: 3,
+        runtime_issue: false,
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claim_tier(result: &SubmitEvidenceResponse, name: &str) -> Option<Tier> {
+    result
+        .claims
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.tier())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_attest_token_replay_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 1);
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "alice").await;
+    assert_eq!(
+        code(
+            api.create_account(CreateAccountRequest {
+                username: "alice".into(),
+                password: PASSWORD.into(),
+            })
+            .await
+        ),
+        Code::AlreadyExists
+    );
+    assert_eq!(
+        code(
+            api.create_account(CreateAccountRequest {
+                username: "bob".into(),
+                password: "short".into(),
+            })
+            .await
+        ),
+        Code::InvalidArgument
+    );
+
+    let mut device = Device::new();
+    // Wrong password, then a wrong credential secret: refused.
+    assert_eq!(
+        code(
+            api.enroll_device(EnrollDeviceRequest {
+                username: "alice".into(),
+                password: "not the password at all".into(),
+                evidence: Some(device.enrollment_evidence()),
+            })
+            .await
+        ),
+        Code::Unauthenticated
+    );
+    let enrolled = api
+        .enroll_device(EnrollDeviceRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            evidence: Some(device.enrollment_evidence()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        enrolled.state(),
+        DeviceState::Trusted,
+        "first device is trusted"
+    );
+    let handle = enrolled.handle.clone();
+    assert_eq!(handle.len(), 64);
+    assert_eq!(
+        code(
+            api.activate_credential(ActivateCredentialRequest {
+                handle: handle.clone(),
+                secret: vec![0; 32],
+            })
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    // Another AK's name does not open the credential.
+    let other = SoftwareAk::generate(KeyKind::EccP256).unwrap();
+    let credential = enrolled.credential.unwrap();
+    assert!(
+        device
+            .ek
+            .activate(&credential, &other.name().unwrap())
+            .is_none()
+    );
+
+    // Before activation, a quote is contraindicated (AK not bound to the EK).
+    let nonce = challenge(&mut api, &handle).await;
+    let early = submit(&mut api, &handle, &nonce, device.quote(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(early.tier(), Tier::Contraindicated);
+    assert_eq!(
+        claim_tier(&early, "ak-binding"),
+        Some(Tier::Contraindicated)
+    );
+
+    let secret = device
+        .ek
+        .activate(&credential, &device.ak.name().unwrap())
+        .unwrap();
+    api.activate_credential(ActivateCredentialRequest {
+        handle: handle.clone(),
+        secret,
+    })
+    .await
+    .unwrap();
+
+    let nonce = challenge(&mut api, &handle).await;
+    assert_eq!(nonce.len(), 32);
+    let evidence = device.quote(&nonce);
+    let result = submit(&mut api, &handle, &nonce, evidence.clone())
+        .await
+        .unwrap();
+    // No event log (the test policy does not require one): warning; the rest affirmed.
+    assert_eq!(result.tier(), Tier::Warning, "{:?}", result.claims);
+    for name in [
+        "ak",
+        "ak-binding",
+        "signature",
+        "nonce",
+        "pcr-digest",
+        "pcrs",
+        "clock",
+    ] {
+        assert_eq!(claim_tier(&result, name), Some(Tier::Affirming), "{name}");
+    }
+    assert_eq!(claim_tier(&result, "event-log"), Some(Tier::Warning));
+    assert_eq!(result.state(), DeviceState::Trusted);
+
+    // A relying party verifies the token offline with the backend's public key.
+    let epochs = |d: &str| (d == handle).then_some(0u64);
+    let claims =
+        enigm_backend_tokens::verify(&result.token, &running.verification_keys, now(), &epochs)
+            .unwrap();
+    assert_eq!(claims.sub, handle);
+    assert_eq!(claims.tier, enigm_backend_tokens::Tier::Warning);
+    assert_eq!(claims.posture.level, 3);
+    assert!(claims.exp - claims.iat == 300);
+    // ... and refuses it once past expiry, or when the device's epoch moved on.
+    assert!(
+        enigm_backend_tokens::verify(
+            &result.token,
+            &running.verification_keys,
+            now() + 3600,
+            &epochs
+        )
+        .is_err()
+    );
+    let bumped = |d: &str| (d == handle).then_some(1u64);
+    assert!(
+        enigm_backend_tokens::verify(&result.token, &running.verification_keys, now(), &bumped)
+            .is_err()
+    );
+
+    // Replayed nonce: refused.
+    let replay = submit(&mut api, &handle, &nonce, evidence).await;
+    assert_eq!(code(replay), Code::FailedPrecondition);
+
+    // Expired challenge (TTL 1 s): refused.
+    let nonce = challenge(&mut api, &handle).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let expired = submit(&mut api, &handle, &nonce, device.quote(&nonce)).await;
+    let status = expired.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("expired"), "{status:?}");
+
+    // Unknown device, bad handle.
+    assert_eq!(
+        code(
+            api.get_challenge(GetChallengeRequest {
+                handle: "ab".repeat(32)
+            })
+            .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(
+            api.get_challenge(GetChallengeRequest {
+                handle: "nope".into()
+            })
+            .await
+        ),
+        Code::InvalidArgument
+    );
+    drop(api);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_device_pending_until_approved_by_first() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "carol").await;
+    let mut first = Device::new();
+    let mut second = Device::new();
+    let (first_handle, state) = enroll(&mut api, "carol", &first).await;
+    assert_eq!(state, DeviceState::Trusted);
+    let (second_handle, state) = enroll(&mut api, "carol", &second).await;
+    assert_eq!(
+        state,
+        DeviceState::Pending,
+        "a new device is a new trust event"
+    );
+
+    // The pending device may attest, but its result is capped at warning.
+    let nonce = challenge(&mut api, &second_handle).await;
+    let pending_result = submit(&mut api, &second_handle, &nonce, second.quote(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(pending_result.state(), DeviceState::Pending);
+    assert_eq!(
+        claim_tier(&pending_result, "lifecycle"),
+        Some(Tier::Warning)
+    );
+
+    let nonce = challenge(&mut api, &first_handle).await;
+    let first_result = submit(&mut api, &first_handle, &nonce, first.quote(&nonce))
+        .await
+        .unwrap();
+
+    let approve = |approver: &str, token: &str| ApproveRequest {
+        approver_handle: approver.into(),
+        approver_token: token.into(),
+        pending_handle: second_handle.clone(),
+    };
+    // A pending device cannot approve itself, even with its own valid token.
+    assert_eq!(
+        code(
+            api.approve(approve(&second_handle, &pending_result.token))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    // The first device's handle with someone else's token, or garbage: unauthenticated.
+    assert_eq!(
+        code(
+            api.approve(approve(&first_handle, &pending_result.token))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(api.approve(approve(&first_handle, "a.b.c")).await),
+        Code::Unauthenticated
+    );
+    // Still pending: a further challenge's result is still capped.
+    let nonce = challenge(&mut api, &second_handle).await;
+    let still = submit(&mut api, &second_handle, &nonce, second.quote(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(still.state(), DeviceState::Pending);
+
+    // Approved by the trusted first device.
+    let approved = api
+        .approve(approve(&first_handle, &first_result.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.state(), DeviceState::Trusted);
+    let nonce = challenge(&mut api, &second_handle).await;
+    let trusted = submit(&mut api, &second_handle, &nonce, second.quote(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(trusted.state(), DeviceState::Trusted);
+    assert_eq!(claim_tier(&trusted, "lifecycle"), None);
+    // Approving twice: the move no longer exists.
+    assert_eq!(
+        code(
+            api.approve(approve(&first_handle, &first_result.token))
+                .await
+        ),
+        Code::FailedPrecondition
+    );
+    drop(api);
+    running.shutdown().await;
+}
+
+/// Sends raw bytes as the request body of `method`.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+#[derive(Debug, Clone, Copy, Default)]
+struct RawEncoder;
+#[derive(Debug, Clone, Copy, Default)]
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+async fn raw_call(
+    channel: Channel,
+    method: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body),
+        tonic::codegen::http::uri::PathAndQuery::from_static(method),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+async fn https_get(running: &Running, path: &str) -> String {
+    let connector =
+        enigm_backend::client::pinned_connector(&running.cert_pem, b"\x08http/1.1").unwrap();
+    let mut stream = enigm_backend::client::connect_tls(&connector, running.http_addr, "localhost")
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_statuses_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let channel = enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost")
+        .await
+        .unwrap();
+    let mut api = DeviceApiClient::new(channel.clone());
+    create_account(&mut api, "dave").await;
+    let device = Device::new();
+    let good = EnrollDeviceRequest {
+        username: "dave".into(),
+        password: PASSWORD.into(),
+        evidence: Some(device.enrollment_evidence()),
+    };
+
+    // Malformed protobuf: a length-delimited field whose length runs past the end.
+    let status = raw_call(
+        channel.clone(),
+        "/enigm.backend.v1.DeviceApi/EnrollDevice",
+        vec![0x0a, 0x7f, 0x01],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("malformed protobuf"));
+
+    // Unknown enum value in the evidence.
+    let mut unknown_enum = good.clone();
+    if let Some(evidence::Kind::Tpm(tpm)) =
+        unknown_enum.evidence.as_mut().and_then(|e| e.kind.as_mut())
+    {
+        tpm.pcrs = vec![PcrBank {
+            algorithm: 99,
+            values: vec![],
+        }];
+    }
+    let status = api.enroll_device(unknown_enum.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("unknown enum value 99"),
+        "{status:?}"
+    );
+    // The same, sent as raw bytes (prost keeps unknown enum values as integers).
+    let status = raw_call(
+        channel.clone(),
+        "/enigm.backend.v1.DeviceApi/EnrollDevice",
+        unknown_enum.encode_to_vec(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // Oversized request (limit 256 KiB).
+    let mut oversized = good.clone();
+    if let Some(evidence::Kind::Tpm(tpm)) =
+        oversized.evidence.as_mut().and_then(|e| e.kind.as_mut())
+    {
+        tpm.event_log = vec![0; 300 * 1024];
+    }
+    let status = api.enroll_device(oversized).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+
+    // Missing evidence, garbage AK.
+    let mut missing = good.clone();
+    missing.evidence = None;
+    assert_eq!(
+        code(api.enroll_device(missing).await),
+        Code::InvalidArgument
+    );
+    let mut garbage = good.clone();
+    if let Some(evidence::Kind::Tpm(tpm)) = garbage.evidence.as_mut().and_then(|e| e.kind.as_mut())
+    {
+        tpm.ak_public = vec![0, 3, 1, 2, 3];
+    }
+    assert_eq!(
+        code(api.enroll_device(garbage).await),
+        Code::InvalidArgument
+    );
+
+    // Nothing was stored: this device is still the account's first, so it is trusted.
+    let enrolled = api.enroll_device(good.clone()).await.unwrap().into_inner();
+    assert_eq!(enrolled.state(), DeviceState::Trusted);
+    assert_eq!(code(api.enroll_device(good).await), Code::AlreadyExists);
+
+    // Health and metrics, over TLS with the pinned certificate.
+    let health = https_get(&running, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"));
+    let metrics = https_get(&running, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("enigm_backend_grpc_errors_total{code=\"invalid_argument\"} 5\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("enigm_backend_grpc_errors_total{code=\"out_of_range\"} 1\n"));
+    assert!(metrics.contains("enigm_backend_grpc_errors_total{code=\"already_exists\"} 1\n"));
+    assert!(metrics.contains("enigm_backend_challenges_issued_total 0\n"));
+    drop(api);
+    drop(channel);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_accounts_devices_challenges_and_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let fingerprint = running.fingerprint.clone();
+    assert_eq!(fingerprint.len(), 32 * 3 - 1);
+    let mut api = client(&running).await;
+    create_account(&mut api, "erin").await;
+    let mut device = Device::new();
+    let (handle, _) = enroll(&mut api, "erin", &device).await;
+    let nonce = challenge(&mut api, &handle).await;
+    // Private files are 0600.
+    for file in ["backend-keys.toml", "backend-token.pem", "backend-tls.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("var/lib/enigm").join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    drop(api);
+    running.shutdown().await;
+
+    let running = start(dir.path()).await;
+    assert_eq!(running.fingerprint, fingerprint, "certificate kept");
+    let mut api = client(&running).await;
+    // The challenge issued before the restart is still pending and answers once.
+    let result = submit(&mut api, &handle, &nonce, device.quote(&nonce))
+        .await
+        .unwrap();
+    assert_eq!(result.state(), DeviceState::Trusted);
+    assert_eq!(claim_tier(&result, "ak-binding"), Some(Tier::Affirming));
+    assert_eq!(
+        code(submit(&mut api, &handle, &nonce, device.quote(&nonce)).await),
+        Code::FailedPrecondition
+    );
+    // The account is kept: a second device of it is pending.
+    let (_, state) = enroll(&mut api, "erin", &Device::new()).await;
+    assert_eq!(state, DeviceState::Pending);
+    // The token signing key is kept: the new instance's keys verify a token it just issued
+    // and the old ring's kid is the same.
+    let epochs = |d: &str| (d == handle).then_some(0u64);
+    enigm_backend_tokens::verify(&result.token, &running.verification_keys, now(), &epochs)
+        .unwrap();
+    drop(api);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_device_gets_nothing_and_its_results_stop_verifying() {
+    use enigm_backend_storage::{Actor, DeviceHandle, ServerKeys, Store};
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "frank").await;
+    let mut device = Device::new();
+    let mut second = Device::new();
+    let (handle, _) = enroll(&mut api, "frank", &device).await;
+    let (second_handle, _) = enroll(&mut api, "frank", &second).await;
+    let nonce = challenge(&mut api, &handle).await;
+    let result = submit(&mut api, &handle, &nonce, device.quote(&nonce))
+        .await
+        .unwrap();
+    let pending_nonce = challenge(&mut api, &handle).await;
+    let second_nonce = challenge(&mut api, &second_handle).await;
+    let second_result = submit(
+        &mut api,
+        &second_handle,
+        &second_nonce,
+        second.quote(&second_nonce),
+    )
+    .await
+    .unwrap();
+    let ring = running.verification_keys.verification_only().unwrap();
+    drop(api);
+    running.shutdown().await;
+
+    // An admin suspends the device (through storage: the admin API is not built yet).
+    let config = Config::load(dir.path(), []).unwrap();
+    let keys = ServerKeys::load(&dir.path().join("var/lib/enigm/backend-keys.toml")).unwrap();
+    let store = Store::open(&config.resolved_database_url(dir.path()), keys)
+        .await
+        .unwrap();
+    let h = DeviceHandle::parse(&handle).unwrap();
+    store
+        .transition(
+            &h,
+            enigm_backend_storage::DeviceState::Trusted,
+            enigm_backend_storage::DeviceState::Suspended,
+            &Actor::Admin("ops".into()),
+            "lost phone",
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
+    let epoch = u64::try_from(store.revocation_epoch(&h).await.unwrap()).unwrap();
+    store.close().await;
+    // A relying party consulting the current epoch refuses the result issued before.
+    let epochs = |d: &str| (d == handle).then_some(epoch);
+    assert!(enigm_backend_tokens::verify(&result.token, &ring, now(), &epochs).is_err());
+
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    assert_eq!(
+        code(
+            api.get_challenge(GetChallengeRequest {
+                handle: handle.clone()
+            })
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    // A challenge it got before the suspension yields no result either.
+    let status = submit(
+        &mut api,
+        &handle,
+        &pending_nonce,
+        device.quote(&pending_nonce),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // Its (now stale) token cannot approve the pending second device.
+    assert_eq!(
+        code(
+            api.approve(ApproveRequest {
+                approver_handle: handle.clone(),
+                approver_token: result.token.clone(),
+                pending_handle: second_handle.clone(),
+            })
+            .await
+        ),
+        Code::Unauthenticated
+    );
+    // Nor can the pending device approve itself with its own result.
+    assert_eq!(
+        code(
+            api.approve(ApproveRequest {
+                approver_handle: second_handle.clone(),
+                approver_token: second_result.token.clone(),
+                pending_handle: second_handle.clone(),
+            })
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    drop(api);
+    running.shutdown().await;
+}
