@@ -683,3 +683,84 @@ pub fn attestd_command(bus: &PrivateBus, sysroot: &Path, tcti: &str) -> Result<C
         .env_remove("NOTIFY_SOCKET");
     Ok(command)
 }
+
+/// A command for `enigmctl` against `bus`, building only the `enigm-ctl` package.
+pub fn enigmctl_package(bus: &PrivateBus) -> Result<Command> {
+    let mut command = Command::new(package_binary("enigm-ctl", "enigmctl")?);
+    command.env("DBUS_SYSTEM_BUS_ADDRESS", bus.address());
+    Ok(command)
+}
+
+/// A command that runs `enigm-tscd` on `bus` with `sysroot` as the real system user, building
+/// only the `enigm-tscd` package.
+pub fn tscd_package_command(bus: &PrivateBus, sysroot: &Path) -> Result<Command> {
+    ensure_system_users()?;
+    let mut command = Command::new(package_binary("enigm-tscd", "enigm-tscd")?);
+    command
+        .arg("--sysroot")
+        .arg(sysroot)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("ENIGM_LOG_STDERR", "1")
+        .env_remove("NOTIFY_SOCKET");
+    Ok(command)
+}
+
+/// A free loopback TCP port (bound and released; another process may take it in between).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Writes an `enigm-backend` configuration under `root` (`etc/enigm/backend.toml`) for a
+/// device without a firmware event log: the gRPC and HTTP listeners on `grpc` and `http`
+/// (`127.0.0.1:0` picks ephemeral ports), the policy file `etc/enigm/backend-policy.toml` with
+/// `require_event_log = false` and no PCR reference values, and cheap argon2 parameters (a
+/// test and demo configuration, not a production one). Every generated file (TLS certificate
+/// `var/lib/enigm/backend-tls.crt`, keys, the SQLite database) lands under `root` too.
+pub fn write_backend_config(root: &Path, grpc: &str, http: &str) -> Result<()> {
+    let etc = root.join("etc/enigm");
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(
+        etc.join("backend-policy.toml"),
+        "[tpm]\nrequire_event_log = false\n",
+    )?;
+    std::fs::write(
+        etc.join("backend.toml"),
+        format!(
+            "policy_file = \"/etc/enigm/backend-policy.toml\"\n\
+             token_lifetime_minutes = 5\n\
+             [listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n\
+             [argon2]\nm_kib = 1024\nt = 1\np = 1\n"
+        ),
+    )?;
+    Ok(())
+}
+
+/// The TLS certificate an `enigm-backend` configured by [`write_backend_config`] under `root`
+/// generates on first start.
+pub fn backend_certificate(root: &Path) -> PathBuf {
+    root.join("var/lib/enigm/backend-tls.crt")
+}
+
+/// A command that runs the `enigm-backend` binary with `--config-dir root`, building only the
+/// `enigm-backend` package.
+pub fn backend_command(root: &Path) -> Result<Command> {
+    let mut command = Command::new(package_binary("enigm-backend", "enigm-backend")?);
+    command.arg("--config-dir").arg(root);
+    Ok(command)
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: std::net::SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

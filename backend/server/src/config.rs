@@ -41,6 +41,36 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Argon2id costs for passwords and recovery phrases.
     pub argon2: Argon2,
+    /// The admin API's bearer key (hex, one line); generated, 0600, when absent.
+    pub admin_key_file: PathBuf,
+    /// The name admin actions are recorded under (`Actor::Admin`).
+    pub admin_name: String,
+    /// Abuse limits on account creation, enrollment and challenges.
+    pub rate_limit: RateLimit,
+    /// How often the purge task deletes records past retention, seconds.
+    pub purge_interval_secs: u64,
+    /// Retention per record class (`challenges_secs`, `appraisals_secs`, `transitions_secs`,
+    /// `connection_records_secs`).
+    pub retention: enigm_backend_storage::Retention,
+}
+
+/// Token-bucket rate limits, applied separately per source IP address and per device handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per minute per key.
+    pub per_minute: u32,
+    /// Requests allowed at once (the bucket size).
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_minute: 60,
+            burst: 20,
+        }
+    }
 }
 
 /// Listen addresses.
@@ -121,6 +151,11 @@ impl Default for Config {
             policy_file: None,
             max_request_bytes: 256 * 1024,
             argon2: Argon2::default(),
+            admin_key_file: PathBuf::from("/var/lib/enigm/backend-admin.key"),
+            admin_name: "command".into(),
+            rate_limit: RateLimit::default(),
+            purge_interval_secs: 3600,
+            retention: enigm_backend_storage::Retention::default(),
         }
     }
 }
@@ -171,6 +206,15 @@ impl Config {
         }
         if self.max_request_bytes < 1024 || self.max_request_bytes > 16 * 1024 * 1024 {
             return range("max_request_bytes", "must be 1 KiB to 16 MiB");
+        }
+        if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
+            return range("rate_limit", "per_minute and burst must be at least 1");
+        }
+        if self.purge_interval_secs == 0 {
+            return range("purge_interval_secs", "must be at least 1");
+        }
+        if self.admin_name.trim().is_empty() {
+            return range("admin_name", "must not be empty");
         }
         Ok(())
     }

@@ -1,15 +1,18 @@
 //! `enigm-backend`, the companion backend: the device API over gRPC (tonic, [`service`]),
+//! the Command admin API on the same listener ([`admin`]), abuse limits ([`ratelimit`]),
 //! health and metrics over HTTP (axum, [`server::http_router`]), TLS on every listener
 //! ([`tls`], OpenSSL, a self-signed certificate on first start), configured from TOML with
 //! environment overrides ([`config`]). Storage, lifecycle rules, tokens and appraisal come
 //! from `enigm-backend-storage`, `enigm-backend-lifecycle`, `enigm-backend-tokens` and
 //! `enigm-verifier`.
 
+pub mod admin;
 pub mod client;
 pub mod codec;
 pub mod config;
 pub mod files;
 pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -1,10 +1,12 @@
-//! `enigm-backend`: loads its configuration, starts the listeners and runs until SIGTERM or
-//! Ctrl-C.
+//! `enigm-backend`: loads its configuration, starts the listeners, tells the service manager
+//! it is ready, and runs until SIGTERM or SIGINT (then STOPPING and a clean shutdown).
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
+use enigm_runtime::notify::Notifier;
+use enigm_runtime::shutdown::stop_signal;
 
 /// The Enigm companion backend.
 #[derive(Debug, Parser)]
@@ -18,14 +20,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    enigm_runtime::logging::init("enigm-backend");
     let args = Args::parse();
+    // Installed first, so a stop request during start-up is not lost.
+    let stop = stop_signal().context("installing the SIGTERM/SIGINT handlers")?;
+    let notifier = Notifier::from_env().context("connecting to the service manager")?;
     let config = enigm_backend::Config::load(&args.config_dir, std::env::vars())
         .context("loading the configuration")?;
     let mut running = enigm_backend::start(&args.config_dir, config)
@@ -39,13 +38,19 @@ async fn main() -> anyhow::Result<()> {
         "gRPC on {}, HTTP on {}",
         running.grpc_addr, running.http_addr
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = running.wait() => anyhow::bail!("a listener stopped"),
+    if let Err(err) = notifier.ready(&format!("serving gRPC on {}", running.grpc_addr)) {
+        tracing::warn!(error = %err, "sd_notify READY failed");
+    }
+    let outcome = tokio::select! {
+        signal = stop => {
+            tracing::info!(?signal, "stopping");
+            Ok(())
+        }
+        _ = running.wait() => Err(anyhow::anyhow!("a listener stopped")),
+    };
+    if let Err(err) = notifier.stopping() {
+        tracing::warn!(error = %err, "sd_notify STOPPING failed");
     }
     running.shutdown().await;
-    Ok(())
+    outcome
 }

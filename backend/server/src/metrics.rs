@@ -36,7 +36,18 @@ pub struct Metrics {
     tokens_issued: AtomicU64,
     appraisals: [AtomicU64; 3],
     errors: [AtomicU64; 17],
+    purge_runs: AtomicU64,
+    purge_failures: AtomicU64,
+    purged: [AtomicU64; 4],
 }
+
+/// The record classes purges are counted by.
+const PURGE_CLASSES: [&str; 4] = [
+    "challenges",
+    "appraisals",
+    "transitions",
+    "connection_records",
+];
 
 impl Metrics {
     /// One challenge issued.
@@ -56,6 +67,21 @@ impl Metrics {
         {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One purge ran and deleted `counts`.
+    pub fn purged(&self, counts: &enigm_backend_storage::PurgeCounts) {
+        self.purge_runs.fetch_add(1, Ordering::Relaxed);
+        let [c, a, t, r] = &self.purged;
+        c.fetch_add(counts.challenges, Ordering::Relaxed);
+        a.fetch_add(counts.appraisals, Ordering::Relaxed);
+        t.fetch_add(counts.transitions, Ordering::Relaxed);
+        r.fetch_add(counts.connection_records, Ordering::Relaxed);
+    }
+
+    /// One purge failed.
+    pub fn purge_failed(&self) {
+        self.purge_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One gRPC call ended with the status code numbered `code` (non-zero).
@@ -108,6 +134,26 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "enigm_backend_grpc_errors_total{{code=\"{label}\"}} {}",
+                get(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP enigm_backend_purge_runs_total Retention purges run.\n\
+             # TYPE enigm_backend_purge_runs_total counter\n\
+             enigm_backend_purge_runs_total {}\n\
+             # HELP enigm_backend_purge_failures_total Retention purges that failed.\n\
+             # TYPE enigm_backend_purge_failures_total counter\n\
+             enigm_backend_purge_failures_total {}\n\
+             # HELP enigm_backend_purged_records_total Records deleted past retention, by class.\n\
+             # TYPE enigm_backend_purged_records_total counter",
+            get(&self.purge_runs),
+            get(&self.purge_failures)
+        );
+        for (class, counter) in PURGE_CLASSES.iter().zip(&self.purged) {
+            let _ = writeln!(
+                out,
+                "enigm_backend_purged_records_total{{class=\"{class}\"}} {}",
                 get(counter)
             );
         }

@@ -23,9 +23,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::admin::AdminService;
 use crate::config::{Config, InvalidConfig};
 use crate::metrics::Metrics;
+use crate::proto::admin_api_server::AdminApiServer;
 use crate::proto::device_api_server::DeviceApiServer;
+use crate::ratelimit::RateLimiter;
 use crate::service::{DeviceService, Shared};
 use crate::tls::{self, TlsError, TlsIo};
 
@@ -63,6 +66,9 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// The admin key file.
+    #[error(transparent)]
+    AdminKey(#[from] crate::admin::AdminKeyError),
     /// Creating a directory.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -162,13 +168,15 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
     let token_key = sysroot.path(&config.token_key);
     let cert = sysroot.path(&config.tls.cert);
     let tls_key = sysroot.path(&config.tls.key);
-    for path in [&key_file, &token_key, &cert, &tls_key] {
+    let admin_key_file = sysroot.path(&config.admin_key_file);
+    for path in [&key_file, &token_key, &cert, &tls_key, &admin_key_file] {
         ensure_parent(path)?;
     }
     if let Some(db) = config.sqlite_path(root) {
         ensure_parent(&db)?;
     }
     let keys = server_keys(&key_file)?;
+    let admin_key = crate::admin::admin_key(&admin_key_file)?;
     let keyring = KeyRing::with_signing_key(signing_key(&token_key)?)
         .map_err(|e| key_err(&token_key)(e.to_string()))?;
     if tls::ensure_certificate(&cert, &tls_key, &config.tls.names)? {
@@ -217,6 +225,7 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
         token_ttl_secs: config.token_lifetime_minutes * 60,
         metrics: Arc::clone(&metrics),
         dummy_hash,
+        limiter: RateLimiter::new(config.rate_limit),
     });
 
     let grpc_listener = TcpListener::bind(config.listen.grpc)
@@ -242,11 +251,18 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let grpc = grpc_task(
+        Arc::clone(&shared),
         grpc_listener,
         grpc_tls,
-        DeviceService::new(shared),
-        Arc::clone(&metrics),
+        DeviceService::new(Arc::clone(&shared)),
+        AdminService::new(Arc::clone(&shared), admin_key, config.admin_name.clone()),
         config.max_request_bytes,
+        shutdown_rx.clone(),
+    );
+    let purge = purge_task(
+        shared,
+        config.retention,
+        Duration::from_secs(config.purge_interval_secs),
         shutdown_rx.clone(),
     );
     let http = http_task(http_listener, http_tls, metrics, shutdown_rx);
@@ -258,7 +274,7 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
         fingerprint,
         verification_keys,
         shutdown,
-        tasks: vec![grpc, http],
+        tasks: vec![grpc, http, purge],
     })
 }
 
@@ -298,15 +314,39 @@ fn tls_incoming(
 }
 
 fn grpc_task(
+    shared: Arc<Shared>,
     listener: TcpListener,
     acceptor: Arc<SslAcceptor>,
     service: DeviceService,
-    metrics: Arc<Metrics>,
+    admin: AdminService,
     max_request_bytes: usize,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let incoming = tls_incoming(listener, acceptor, shutdown.clone());
+    let metrics = Arc::clone(&shared.metrics);
+    // One connection record (the source IP address, sealed; purged after its retention) per
+    // gRPC connection, written off the request path.
+    let incoming = {
+        use tokio_stream::StreamExt;
+        tls_incoming(listener, acceptor, shutdown.clone()).map(move |conn| {
+            if let Ok(io) = &conn
+                && let Some(addr) = io.remote_addr()
+            {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    if let Err(err) = shared
+                        .store
+                        .record_connection(std::time::SystemTime::now(), &addr.ip().to_string())
+                        .await
+                    {
+                        tracing::warn!(error = %err, "recording a connection failed");
+                    }
+                });
+            }
+            conn
+        })
+    };
     let server = DeviceApiServer::new(service).max_decoding_message_size(max_request_bytes);
+    let admin = AdminApiServer::new(admin).max_decoding_message_size(max_request_bytes);
     let count_errors = tower::util::MapResponseLayer::new(
         move |response: tonic::codegen::http::Response<tonic::body::Body>| {
             if let Some(code) = response
@@ -325,12 +365,45 @@ fn grpc_task(
         let result = tonic::transport::Server::builder()
             .layer(count_errors)
             .add_service(server)
+            .add_service(admin)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = shutdown.changed().await;
             })
             .await;
         if let Err(err) = result {
             tracing::error!(error = %err, "gRPC server stopped");
+        }
+    })
+}
+
+/// Every `interval`, deletes the records past `retention` (counted in the metrics) and drops
+/// rate-limit buckets that are full again.
+fn purge_task(
+    shared: Arc<Shared>,
+    retention: enigm_backend_storage::Retention,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = ticks.tick() => {}
+            }
+            match shared
+                .store
+                .purge(std::time::SystemTime::now(), &retention)
+                .await
+            {
+                Ok(counts) => shared.metrics.purged(&counts),
+                Err(err) => {
+                    shared.metrics.purge_failed();
+                    tracing::error!(error = %err, "purge failed");
+                }
+            }
+            shared.limiter.prune(std::time::Instant::now());
         }
     })
 }

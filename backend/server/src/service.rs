@@ -4,8 +4,9 @@
 //! Every handler validates its input before touching storage, so malformed or unknown input
 //! gets `InvalidArgument` and changes nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use enigm_backend_lifecycle as lifecycle;
 use enigm_backend_lifecycle::{
@@ -29,6 +30,8 @@ use tonic::{Request, Response, Status};
 use crate::metrics::Metrics;
 use crate::proto;
 use crate::proto::device_api_server::DeviceApi;
+use crate::ratelimit::RateLimiter;
+use crate::tls::TlsConnectInfo;
 
 /// Length of a challenge nonce, bytes.
 pub const NONCE_LEN: usize = 32;
@@ -57,6 +60,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// A hash checked against when the username is unknown, so both refusals take as long.
     pub dummy_hash: String,
+    /// Rate limits per source address and per device handle.
+    pub limiter: RateLimiter,
 }
 
 /// The device API service.
@@ -81,7 +86,8 @@ fn internal(what: &str, err: impl std::fmt::Display) -> Status {
     Status::internal(format!("{what} failed"))
 }
 
-fn store_status(err: StoreError) -> Status {
+/// The gRPC status of a storage error.
+pub fn store_status(err: StoreError) -> Status {
     match err {
         StoreError::AccountExists => Status::already_exists("account already exists"),
         StoreError::DeviceExists { .. } => Status::already_exists("device already enrolled"),
@@ -91,11 +97,41 @@ fn store_status(err: StoreError) -> Status {
         } => Status::failed_precondition(format!(
             "device state changed concurrently: expected {expected}, found {actual}"
         )),
+        StoreError::ReplaceRefused { reason, .. } => {
+            Status::failed_precondition(format!("replace refused: {reason}"))
+        }
         other => internal("storage", other),
     }
 }
 
-fn lifecycle_status(err: LifecycleError) -> Status {
+/// The source IP address of a request, when the connection knows it.
+pub fn source_ip<T>(request: &Request<T>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<TlsConnectInfo>()
+        .and_then(|info| info.remote_addr)
+        .map(|addr| addr.ip())
+}
+
+/// `ResourceExhausted` with the wait as a hint: in the message and in the `retry-after`
+/// (whole seconds, rounded up) and `retry-after-ms` metadata.
+fn rate_limited(what: &str, wait: Duration) -> Status {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut status = Status::resource_exhausted(format!(
+        "rate limit exceeded for this {what}; retry in {secs} s"
+    ));
+    let metadata = status.metadata_mut();
+    if let Ok(value) = tonic::metadata::MetadataValue::try_from(secs.to_string()) {
+        metadata.insert("retry-after", value);
+    }
+    if let Ok(value) = tonic::metadata::MetadataValue::try_from(wait.as_millis().to_string()) {
+        metadata.insert("retry-after-ms", value);
+    }
+    status
+}
+
+/// The gRPC status of a lifecycle refusal.
+pub fn lifecycle_status(err: LifecycleError) -> Status {
     match err {
         LifecycleError::InvalidTransition { .. }
         | LifecycleError::ReplacementNotEligible { .. }
@@ -107,7 +143,8 @@ fn lifecycle_status(err: LifecycleError) -> Status {
     }
 }
 
-fn parse_handle(field: &str, text: &str) -> Result<DeviceHandle, Status> {
+/// Parses a device handle field (`InvalidArgument` when it is not one).
+pub fn parse_handle(field: &str, text: &str) -> Result<DeviceHandle, Status> {
     DeviceHandle::parse(text)
         .map_err(|_| Status::invalid_argument(format!("{field}: not a device handle")))
 }
@@ -132,7 +169,8 @@ fn st_state(state: lifecycle::DeviceState) -> storage::DeviceState {
     }
 }
 
-fn wire_state(state: storage::DeviceState) -> proto::DeviceState {
+/// The wire form of a device state.
+pub fn wire_state(state: storage::DeviceState) -> proto::DeviceState {
     match state {
         storage::DeviceState::Pending => proto::DeviceState::Pending,
         storage::DeviceState::Trusted => proto::DeviceState::Trusted,
@@ -253,7 +291,150 @@ impl Shared {
         )
     }
 
-    async fn device(&self, handle: &DeviceHandle) -> Result<storage::Device, Status> {
+    /// Takes one token from the source address's bucket and, if given, the handle's.
+    pub fn rate_limit(
+        &self,
+        ip: Option<IpAddr>,
+        handle: Option<&DeviceHandle>,
+    ) -> Result<(), Status> {
+        let now = Instant::now();
+        if let Some(ip) = ip {
+            self.limiter
+                .check(&format!("ip:{ip}"), now)
+                .map_err(|wait| rate_limited("source address", wait))?;
+        }
+        if let Some(handle) = handle {
+            self.limiter
+                .check(&format!("device:{handle}"), now)
+                .map_err(|wait| rate_limited("device", wait))?;
+        }
+        Ok(())
+    }
+
+    /// Applies `request` to the device `handle` as `actor` (recorded as `recorded`, with
+    /// `reason`), following the lifecycle rules, as a compare-and-set on its current state.
+    /// Every change bumps the device's revocation epoch, so results it already holds stop
+    /// verifying (storage bumps it in the same transaction when entering suspended, revoked
+    /// or retired; the other changes are bumped right after).
+    pub async fn change_state(
+        &self,
+        handle: &DeviceHandle,
+        request: LcRequest,
+        actor: &lifecycle::Actor,
+        recorded: &Actor,
+        reason: &str,
+    ) -> Result<storage::DeviceState, Status> {
+        let subject = self.device(handle).await?;
+        let target = st_state(
+            lifecycle::transition(&device_ref(&subject), request, actor)
+                .map_err(lifecycle_status)?,
+        );
+        self.store
+            .transition(
+                handle,
+                subject.state,
+                target,
+                recorded,
+                reason,
+                SystemTime::now(),
+            )
+            .await
+            .map_err(store_status)?;
+        if !target.invalidates_results() {
+            self.store
+                .bump_revocation_epoch(handle)
+                .await
+                .map_err(store_status)?;
+        }
+        tracing::info!(device = %handle, from = %subject.state, to = %target, "device state changed");
+        Ok(target)
+    }
+
+    /// Replaces `old` by `new` (same account) as `actor`: in one storage transaction `old` is
+    /// revoked (epoch bumped) and `new` trusted, both transitions recorded with `reason`.
+    pub async fn replace_device(
+        &self,
+        old: &DeviceHandle,
+        new: &DeviceHandle,
+        actor: &lifecycle::Actor,
+        recorded: &Actor,
+        reason: &str,
+    ) -> Result<(storage::DeviceState, storage::DeviceState), Status> {
+        let old_device = self.device(old).await?;
+        let new_device = self.device(new).await?;
+        let decided = lifecycle::replace(&device_ref(&old_device), &device_ref(&new_device), actor)
+            .map_err(lifecycle_status)?;
+        self.store
+            .replace(old, new, recorded, reason, SystemTime::now())
+            .await
+            .map_err(store_status)?;
+        // The new device's trust changed too: results it got while pending stop verifying.
+        self.store
+            .bump_revocation_epoch(new)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(old = %old, new = %new, "device replaced");
+        Ok((st_state(decided.old), st_state(decided.new)))
+    }
+
+    /// Checks that `token` is a valid, current, not contraindicated result of `handle`
+    /// (whose device is returned).
+    async fn device_with_token(
+        &self,
+        handle: &DeviceHandle,
+        field: &str,
+        token: &str,
+    ) -> Result<storage::Device, Status> {
+        if token.is_empty() || token.len() > enigm_backend_tokens::MAX_TOKEN_LEN {
+            return Err(Status::invalid_argument(format!(
+                "{field}: missing or too long"
+            )));
+        }
+        let device = self.device(handle).await?;
+        let epoch = self
+            .store
+            .revocation_epoch(handle)
+            .await
+            .map_err(store_status)?;
+        let epoch = u64::try_from(epoch).unwrap_or(u64::MAX);
+        let expected_sub = handle.as_str().to_owned();
+        let check = move |d: &str| (d == expected_sub).then_some(epoch);
+        let claims = enigm_backend_tokens::verify(
+            token,
+            &self.keyring,
+            unix_secs(SystemTime::now()),
+            &check,
+        )
+        .map_err(|e| Status::unauthenticated(format!("{field}: {e}")))?;
+        if claims.tier == TokenTier::Contraindicated {
+            return Err(Status::permission_denied(format!(
+                "{field}: the attestation result is contraindicated"
+            )));
+        }
+        Ok(device)
+    }
+
+    /// The signed revocation list: every enrolled device with its current epoch. Its version
+    /// is the global epoch plus the number of devices, so it grows with every bump and every
+    /// enrollment.
+    pub async fn revocations(&self) -> Result<(u64, enigm_backend_tokens::RevocationList), Status> {
+        let global = self
+            .store
+            .global_revocation_epoch()
+            .await
+            .map_err(store_status)?;
+        let epochs = self.store.device_epochs().await.map_err(store_status)?;
+        let version = u64::try_from(global).unwrap_or(0) + epochs.len() as u64;
+        let mut list =
+            enigm_backend_tokens::RevocationList::new(version, unix_secs(SystemTime::now()));
+        for (handle, epoch) in epochs {
+            list.set(handle.as_str(), u64::try_from(epoch).unwrap_or(0));
+        }
+        Ok((version, list))
+    }
+
+    /// The device with this handle, or `NotFound`.
+    pub async fn device(&self, handle: &DeviceHandle) -> Result<storage::Device, Status> {
         self.store
             .get_device(handle)
             .await
@@ -269,6 +450,7 @@ impl DeviceApi for DeviceService {
         request: Request<proto::CreateAccountRequest>,
     ) -> Result<Response<proto::CreateAccountResponse>, Status> {
         let s = &self.shared;
+        s.rate_limit(source_ip(&request), None)?;
         let req = request.into_inner();
         check_username(&req.username)?;
         let password_hash = s.hash(req.password).await?;
@@ -297,6 +479,8 @@ impl DeviceApi for DeviceService {
         request: Request<proto::EnrollDeviceRequest>,
     ) -> Result<Response<proto::EnrollDeviceResponse>, Status> {
         let s = &self.shared;
+        let ip = source_ip(&request);
+        s.rate_limit(ip, None)?;
         let req = request.into_inner();
         check_username(&req.username)?;
         let tpm = tpm_evidence(req.evidence.as_ref())?;
@@ -309,6 +493,9 @@ impl DeviceApi for DeviceService {
         }
         let ek = PublicArea::parse_tpm2b(&tpm.ek_public)
             .map_err(|e| Status::invalid_argument(format!("evidence.tpm.ek_public: {e}")))?;
+        let handle = storage::handle(s.store.lookup_secret(), &tpm.ak_public)
+            .map_err(|e| internal("device handle", e))?;
+        s.rate_limit(None, Some(&handle))?;
         let account = s
             .store
             .find_account_by_username(&req.username)
@@ -326,8 +513,6 @@ impl DeviceApi for DeviceService {
         {
             return Err(denied());
         }
-        let handle = storage::handle(s.store.lookup_secret(), &tpm.ak_public)
-            .map_err(|e| internal("device handle", e))?;
         let secret = s.credential_secret(&tpm.ak_public, &tpm.ek_public)?;
         let ak_name = ak.name().map_err(|e| internal("AK name", e))?;
         let credential = make_credential(&ek, &ak_name, &secret).map_err(|e| {
@@ -419,8 +604,10 @@ impl DeviceApi for DeviceService {
         request: Request<proto::GetChallengeRequest>,
     ) -> Result<Response<proto::GetChallengeResponse>, Status> {
         let s = &self.shared;
+        let ip = source_ip(&request);
         let req = request.into_inner();
         let handle = parse_handle("handle", &req.handle)?;
+        s.rate_limit(ip, Some(&handle))?;
         let device = s.device(&handle).await?;
         if lc_state(device.state).attestation_access() == AttestationAccess::Denied {
             return Err(Status::permission_denied(format!(
@@ -593,52 +780,70 @@ impl DeviceApi for DeviceService {
         let req = request.into_inner();
         let approver_handle = parse_handle("approver_handle", &req.approver_handle)?;
         let pending_handle = parse_handle("pending_handle", &req.pending_handle)?;
-        if req.approver_token.is_empty()
-            || req.approver_token.len() > enigm_backend_tokens::MAX_TOKEN_LEN
-        {
-            return Err(Status::invalid_argument(
-                "approver_token: missing or too long",
-            ));
-        }
-        let approver = s.device(&approver_handle).await?;
-        let epoch = s
-            .store
-            .revocation_epoch(&approver_handle)
-            .await
-            .map_err(store_status)?;
-        let epoch = u64::try_from(epoch).unwrap_or(u64::MAX);
-        let expected_sub = approver_handle.as_str().to_owned();
-        let check = move |device: &str| (device == expected_sub).then_some(epoch);
-        let claims = enigm_backend_tokens::verify(
-            &req.approver_token,
-            &s.keyring,
-            unix_secs(SystemTime::now()),
-            &check,
-        )
-        .map_err(|e| Status::unauthenticated(format!("approver_token: {e}")))?;
-        if claims.tier == TokenTier::Contraindicated {
-            return Err(Status::permission_denied(
-                "approver's attestation result is contraindicated",
-            ));
-        }
-        let subject = s.device(&pending_handle).await?;
-        let actor = lifecycle::Actor::Device(device_ref(&approver));
-        let target = lifecycle::transition(&device_ref(&subject), LcRequest::Approve, &actor)
-            .map_err(lifecycle_status)?;
-        let target = st_state(target);
-        s.store
-            .transition(
+        let approver = s
+            .device_with_token(&approver_handle, "approver_token", &req.approver_token)
+            .await?;
+        let target = s
+            .change_state(
                 &pending_handle,
-                subject.state,
-                target,
+                LcRequest::Approve,
+                &lifecycle::Actor::Device(device_ref(&approver)),
                 &Actor::Device(approver_handle.clone()),
                 "approved by a trusted device of the account",
-                SystemTime::now(),
             )
-            .await
-            .map_err(store_status)?;
+            .await?;
         Ok(Response::new(proto::ApproveResponse {
             state: wire_state(target) as i32,
+        }))
+    }
+
+    async fn replace(
+        &self,
+        request: Request<proto::DeviceReplaceRequest>,
+    ) -> Result<Response<proto::ReplaceResponse>, Status> {
+        let s = &self.shared;
+        let req = request.into_inner();
+        let old_handle = parse_handle("old_handle", &req.old_handle)?;
+        let new_handle = parse_handle("new_handle", &req.new_handle)?;
+        let old = s
+            .device_with_token(&old_handle, "old_token", &req.old_token)
+            .await?;
+        let (old_state, new_state) = s
+            .replace_device(
+                &old_handle,
+                &new_handle,
+                &lifecycle::Actor::Device(device_ref(&old)),
+                &Actor::Device(old_handle.clone()),
+                "replaced by the old device itself",
+            )
+            .await?;
+        Ok(Response::new(proto::ReplaceResponse {
+            old_state: wire_state(old_state) as i32,
+            new_state: wire_state(new_state) as i32,
+        }))
+    }
+
+    async fn get_revocations(
+        &self,
+        request: Request<proto::GetRevocationsRequest>,
+    ) -> Result<Response<proto::GetRevocationsResponse>, Status> {
+        let s = &self.shared;
+        let req = request.into_inner();
+        let (version, list) = s.revocations().await?;
+        if req.since_version == version {
+            return Ok(Response::new(proto::GetRevocationsResponse {
+                signed_list: String::new(),
+                version,
+                changed: false,
+            }));
+        }
+        let signed_list = list
+            .sign(&s.keyring)
+            .map_err(|e| internal("signing the revocation list", e))?;
+        Ok(Response::new(proto::GetRevocationsResponse {
+            signed_list,
+            version,
+            changed: true,
         }))
     }
 }

@@ -204,6 +204,11 @@ impl TlsIo {
         let remote = stream.get_ref().peer_addr().ok();
         Self { stream, remote }
     }
+
+    /// The peer's address, when known.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote
+    }
 }
 
 /// What a request learns about its connection.

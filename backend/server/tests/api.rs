@@ -187,8 +187,18 @@ impl Device {
     }
 }
 
-/// Writes the config under `root`.
+/// Writes the config under `root` (generous rate limits).
 fn write_config(root: &Path, challenge_ttl_secs: u64) {
+    write_config_with(
+        root,
+        challenge_ttl_secs,
+        "",
+        "[rate_limit]\nper_minute = 60000\nburst = 10000\n",
+    );
+}
+
+/// Writes the config under `root` with extra top-level keys (`top`) and extra sections.
+fn write_config_with(root: &Path, challenge_ttl_secs: u64, top: &str, sections: &str) {
     let etc = root.join("etc/enigm");
     std::fs::create_dir_all(&etc).unwrap();
     std::fs::write(
@@ -205,9 +215,11 @@ fn write_config(root: &Path, challenge_ttl_secs: u64) {
             "challenge_ttl_secs = {challenge_ttl_secs}\n\
              policy_file = \"/etc/enigm/backend-policy.toml\"\n\
              token_lifetime_minutes = 5\n\
+             {top}\
              [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
              [tls]\nnames = [\"backend.test\"]\n\
-             [argon2]\nm_kib = 64\nt = 1\np = 1\n"
+             [argon2]\nm_kib = 64\nt = 1\np = 1\n\
+             {sections}"
         ),
     )
     .unwrap();
@@ -914,6 +926,531 @@ async fn suspended_device_gets_nothing_and_its_results_stop_verifying() {
         ),
         Code::PermissionDenied
     );
+    drop(api);
+    running.shutdown().await;
+}
+
+// ----- admin API, revocation list, abuse limits, purge -------------------------------------
+
+use enigm_backend::proto::admin_api_client::AdminApiClient;
+use enigm_backend::proto::{
+    AdminReplaceRequest, AdminTransitionRequest, DeviceReplaceRequest, GetRevocationsRequest,
+    ListDevicesRequest,
+};
+use enigm_backend_tokens::RevocationList;
+
+fn admin_key(root: &Path) -> String {
+    let path = root.join("var/lib/enigm/backend-admin.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the admin key file is private");
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+async fn admin_client(running: &Running) -> AdminApiClient<Channel> {
+    let channel = enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost")
+        .await
+        .unwrap();
+    AdminApiClient::new(channel)
+}
+
+/// `message` with `authorization: Bearer key`.
+fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+fn change(handle: &str, reason: &str) -> AdminTransitionRequest {
+    AdminTransitionRequest {
+        handle: handle.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Challenge, quote, submit: the device's token.
+async fn attest(api: &mut DeviceApiClient<Channel>, handle: &str, device: &mut Device) -> String {
+    let nonce = challenge(api, handle).await;
+    submit(api, handle, &nonce, device.quote(&nonce))
+        .await
+        .unwrap()
+        .token
+}
+
+/// The current revocation list, after checking its signature with `ring`.
+async fn revocations(
+    api: &mut DeviceApiClient<Channel>,
+    ring: &enigm_backend_tokens::KeyRing,
+) -> RevocationList {
+    let response = api
+        .get_revocations(GetRevocationsRequest { since_version: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.changed);
+    let list = RevocationList::open(&response.signed_list, ring).unwrap();
+    assert_eq!(list.version, response.version);
+    list
+}
+
+async fn open_store(root: &Path) -> enigm_backend_storage::Store {
+    let config = Config::load(root, []).unwrap();
+    let keys =
+        enigm_backend_storage::ServerKeys::load(&root.join("var/lib/enigm/backend-keys.toml"))
+            .unwrap();
+    enigm_backend_storage::Store::open(&config.resolved_database_url(root), keys)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
+    use enigm_backend_storage::{Actor, DeviceHandle, DeviceState as St};
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let key = admin_key(dir.path());
+    let ring = running.verification_keys.verification_only().unwrap();
+    let mut api = client(&running).await;
+    let mut admin = admin_client(&running).await;
+    let account = api
+        .create_account(CreateAccountRequest {
+            username: "gina".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .account_id;
+    let mut device = Device::new();
+    let (handle, state) = enroll(&mut api, "gina", &device).await;
+    assert_eq!(state, DeviceState::Trusted);
+    let token = attest(&mut api, &handle, &mut device).await;
+
+    // Absent, wrong (same length) and wrong-length keys: Unauthenticated, nothing changes.
+    let wrong = "0".repeat(key.len());
+    for request in [
+        tonic::Request::new(change(&handle, "lost")),
+        authed(&wrong, change(&handle, "lost")),
+        authed("abcd", change(&handle, "lost")),
+        authed(&format!("{key}00"), change(&handle, "lost")),
+    ] {
+        assert_eq!(code(admin.suspend(request).await), Code::Unauthenticated);
+    }
+    assert_eq!(
+        code(
+            admin
+                .list_devices(tonic::Request::new(ListDevicesRequest {
+                    account_id: account.clone()
+                }))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    // A reason is required.
+    assert_eq!(
+        code(admin.suspend(authed(&key, change(&handle, " "))).await),
+        Code::InvalidArgument
+    );
+
+    // The signed list reflects the device and verifies its token.
+    let before = revocations(&mut api, &ring).await;
+    assert_eq!(before.devices.get(&handle), Some(&0));
+    enigm_backend_tokens::verify(&token, &ring, now(), &before).unwrap();
+    // Tampered lists do not open.
+    let signed = api
+        .get_revocations(GetRevocationsRequest { since_version: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut tampered = signed.signed_list.clone().into_bytes();
+    let mid = tampered.len() / 2;
+    tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+    assert!(RevocationList::open(&String::from_utf8(tampered).unwrap(), &ring).is_err());
+    // Asking with the current version: unchanged, nothing resent.
+    let same = api
+        .get_revocations(GetRevocationsRequest {
+            since_version: signed.version,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!same.changed && same.signed_list.is_empty());
+
+    // Suspend: no challenge, and the token stops verifying against the new list.
+    let suspended = admin
+        .suspend(authed(&key, change(&handle, "reported lost")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(suspended.state(), DeviceState::Suspended);
+    assert_eq!(
+        code(
+            api.get_challenge(GetChallengeRequest {
+                handle: handle.clone()
+            })
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    let after = revocations(&mut api, &ring).await;
+    assert!(after.version > before.version);
+    assert!(after.devices[&handle] > before.devices[&handle]);
+    assert!(enigm_backend_tokens::verify(&token, &ring, now(), &after).is_err());
+    // Suspending again is not a move.
+    assert_eq!(
+        code(admin.suspend(authed(&key, change(&handle, "again"))).await),
+        Code::FailedPrecondition
+    );
+
+    // Reinstate: attests again; the token from before the suspension stays refused.
+    let reinstated = admin
+        .reinstate(authed(&key, change(&handle, "found")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reinstated.state(), DeviceState::Trusted);
+    let fresh = attest(&mut api, &handle, &mut device).await;
+    let list = revocations(&mut api, &ring).await;
+    enigm_backend_tokens::verify(&fresh, &ring, now(), &list).unwrap();
+    assert!(enigm_backend_tokens::verify(&token, &ring, now(), &list).is_err());
+
+    // Revoke: no challenge, fresh token refused, no way back.
+    assert_eq!(
+        admin
+            .revoke(authed(&key, change(&handle, "stolen")))
+            .await
+            .unwrap()
+            .into_inner()
+            .state(),
+        DeviceState::Revoked
+    );
+    assert_eq!(
+        code(
+            api.get_challenge(GetChallengeRequest {
+                handle: handle.clone()
+            })
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    let list = revocations(&mut api, &ring).await;
+    assert!(enigm_backend_tokens::verify(&fresh, &ring, now(), &list).is_err());
+    assert_eq!(
+        code(admin.reinstate(authed(&key, change(&handle, "oops"))).await),
+        Code::FailedPrecondition
+    );
+    // Retire.
+    assert_eq!(
+        admin
+            .retire(authed(&key, change(&handle, "decommissioned")))
+            .await
+            .unwrap()
+            .into_inner()
+            .state(),
+        DeviceState::Retired
+    );
+    // Inventory: handles and states only.
+    let listed = admin
+        .list_devices(authed(
+            &key,
+            ListDevicesRequest {
+                account_id: account.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.devices.len(), 1);
+    assert_eq!(listed.devices[0].handle, handle);
+    assert_eq!(listed.devices[0].state(), DeviceState::Retired);
+    assert_eq!(
+        code(
+            admin
+                .list_devices(authed(
+                    &key,
+                    ListDevicesRequest {
+                        account_id: "no-such-account".into()
+                    }
+                ))
+                .await
+        ),
+        Code::NotFound
+    );
+    drop((api, admin));
+    running.shutdown().await;
+
+    // Every change was recorded with the admin and the reason.
+    let store = open_store(dir.path()).await;
+    let h = DeviceHandle::parse(&handle).unwrap();
+    let recorded: Vec<_> = store
+        .list_transitions(&h)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.to, t.actor, t.reason))
+        .collect();
+    let admin_actor = || Actor::Admin("command".into());
+    assert_eq!(
+        recorded[1..],
+        [
+            (St::Suspended, admin_actor(), "reported lost".to_owned()),
+            (St::Trusted, admin_actor(), "found".to_owned()),
+            (St::Revoked, admin_actor(), "stolen".to_owned()),
+            (St::Retired, admin_actor(), "decommissioned".to_owned()),
+        ]
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_approve_and_replace_atomically() {
+    use enigm_backend_storage::{Actor, DeviceHandle, DeviceState as St};
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let key = admin_key(dir.path());
+    let ring = running.verification_keys.verification_only().unwrap();
+    let mut api = client(&running).await;
+    let mut admin = admin_client(&running).await;
+    create_account(&mut api, "hana").await;
+    create_account(&mut api, "ivan").await;
+    let mut first = Device::new();
+    let mut second = Device::new();
+    let third = Device::new();
+    let fourth = Device::new();
+    let foreign = Device::new();
+    let (a, _) = enroll(&mut api, "hana", &first).await;
+    let (b, b_state) = enroll(&mut api, "hana", &second).await;
+    let (c, _) = enroll(&mut api, "hana", &third).await;
+    let (d, _) = enroll(&mut api, "hana", &fourth).await;
+    let (x, _) = enroll(&mut api, "ivan", &foreign).await;
+    assert_eq!(b_state, DeviceState::Pending);
+
+    // Admin approval of a pending device; its pending-time (capped) result stops verifying.
+    let pending_token = attest(&mut api, &b, &mut second).await;
+    assert_eq!(
+        admin
+            .approve(authed(&key, change(&b, "checked by the helpdesk")))
+            .await
+            .unwrap()
+            .into_inner()
+            .state(),
+        DeviceState::Trusted
+    );
+    let list = revocations(&mut api, &ring).await;
+    assert!(enigm_backend_tokens::verify(&pending_token, &ring, now(), &list).is_err());
+    assert_eq!(
+        code(admin.approve(authed(&key, change(&b, "twice"))).await),
+        Code::FailedPrecondition
+    );
+
+    // Admin replace: a is revoked and c trusted in one step; a's token stops verifying.
+    let a_token = attest(&mut api, &a, &mut first).await;
+    let replace = |old: &str, new: &str| AdminReplaceRequest {
+        old_handle: old.into(),
+        new_handle: new.into(),
+        reason: "new phone".into(),
+    };
+    assert_eq!(
+        code(admin.replace(tonic::Request::new(replace(&a, &c))).await),
+        Code::Unauthenticated
+    );
+    // Refused replacements change nothing: across accounts, a trusted "new" device.
+    assert_eq!(
+        code(admin.replace(authed(&key, replace(&a, &x))).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(admin.replace(authed(&key, replace(&a, &b))).await),
+        Code::FailedPrecondition
+    );
+    let replaced = admin
+        .replace(authed(&key, replace(&a, &c)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replaced.old_state(), DeviceState::Revoked);
+    assert_eq!(replaced.new_state(), DeviceState::Trusted);
+    let list = revocations(&mut api, &ring).await;
+    assert!(enigm_backend_tokens::verify(&a_token, &ring, now(), &list).is_err());
+    assert_eq!(
+        code(
+            api.get_challenge(GetChallengeRequest { handle: a.clone() })
+                .await
+        ),
+        Code::PermissionDenied
+    );
+
+    // Device-initiated replace: b (trusted, with its current result) hands over to d.
+    let b_token = attest(&mut api, &b, &mut second).await;
+    assert_eq!(
+        code(
+            api.replace(DeviceReplaceRequest {
+                old_handle: b.clone(),
+                old_token: pending_token.clone(),
+                new_handle: d.clone(),
+            })
+            .await
+        ),
+        Code::Unauthenticated
+    );
+    let replaced = api
+        .replace(DeviceReplaceRequest {
+            old_handle: b.clone(),
+            old_token: b_token.clone(),
+            new_handle: d.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replaced.old_state(), DeviceState::Revoked);
+    assert_eq!(replaced.new_state(), DeviceState::Trusted);
+    drop((api, admin));
+    running.shutdown().await;
+
+    let store = open_store(dir.path()).await;
+    let last = |handle: &str| {
+        let store = &store;
+        let h = DeviceHandle::parse(handle).unwrap();
+        async move {
+            let t = store.list_transitions(&h).await.unwrap().pop().unwrap();
+            (
+                store.get_device(&h).await.unwrap().unwrap().state,
+                t.from,
+                t.to,
+                t.actor,
+                t.reason,
+            )
+        }
+    };
+    let admin_actor = Actor::Admin("command".into());
+    assert_eq!(
+        last(&a).await,
+        (
+            St::Revoked,
+            Some(St::Trusted),
+            St::Revoked,
+            admin_actor.clone(),
+            "new phone".to_owned()
+        )
+    );
+    assert_eq!(
+        last(&c).await,
+        (
+            St::Trusted,
+            Some(St::Pending),
+            St::Trusted,
+            admin_actor,
+            "new phone".to_owned()
+        )
+    );
+    let b_actor = Actor::Device(DeviceHandle::parse(&b).unwrap());
+    assert_eq!(last(&b).await.2, St::Revoked);
+    assert_eq!(last(&b).await.3, b_actor);
+    assert_eq!(last(&d).await.2, St::Trusted);
+    assert_eq!(last(&d).await.3, b_actor);
+    assert_eq!(last(&x).await.0, St::Trusted);
+    // Each gRPC connection left a (sealed) connection record with its source address only.
+    let connections = store.list_connection_records().await.unwrap();
+    assert!(!connections.is_empty());
+    assert!(connections.iter().all(|c| c.remote_addr == "127.0.0.1"));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_trips_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    // 600 per minute: one token every 100 ms; a burst of 3.
+    write_config_with(
+        dir.path(),
+        60,
+        "",
+        "[rate_limit]\nper_minute = 600\nburst = 3\n",
+    );
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "jane").await;
+    let device = Device::new();
+    let (handle, _) = enroll(&mut api, "jane", &device).await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // buckets full again
+    // The burst passes; within a few more calls (a token refills every 100 ms) it trips.
+    for _ in 0..3 {
+        challenge(&mut api, &handle).await;
+    }
+    let mut refused = None;
+    for _ in 0..10 {
+        if let Err(status) = api
+            .get_challenge(GetChallengeRequest {
+                handle: handle.clone(),
+            })
+            .await
+        {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("the limit trips");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("retry in 1 s"), "{status:?}");
+    let retry_ms: u64 = status
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_ms <= 100, "{retry_ms}");
+    assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
+    tokio::time::sleep(Duration::from_millis(retry_ms + 150)).await;
+    challenge(&mut api, &handle).await;
+    let metrics = https_get(&running, "/metrics").await;
+    assert!(
+        metrics.contains("enigm_backend_grpc_errors_total{code=\"resource_exhausted\"} 1\n"),
+        "{metrics}"
+    );
+    drop(api);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_task_deletes_expired_challenges() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config_with(
+        dir.path(),
+        1,
+        "purge_interval_secs = 1\n",
+        "[rate_limit]\nper_minute = 60000\nburst = 10000\n[retention]\nchallenges_secs = 0\n",
+    );
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "lena").await;
+    let mut device = Device::new();
+    let (handle, _) = enroll(&mut api, "lena", &device).await;
+    let old = challenge(&mut api, &handle).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    // Past its expiry and its (zero) retention: purged, so now unknown rather than expired.
+    let status = submit(&mut api, &handle, &old, device.quote(&old))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("unknown challenge"), "{status:?}");
+    // A challenge inside its validity is kept and works.
+    let fresh = challenge(&mut api, &handle).await;
+    submit(&mut api, &handle, &fresh, device.quote(&fresh))
+        .await
+        .unwrap();
+    let metrics = https_get(&running, "/metrics").await;
+    let purged: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("enigm_backend_purged_records_total{class=\"challenges\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(purged >= 1, "{metrics}");
     drop(api);
     running.shutdown().await;
 }

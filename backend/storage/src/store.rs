@@ -973,6 +973,26 @@ impl Store {
             .collect()
     }
 
+    /// Every enrolled device with its current revocation epoch (0 when never bumped): the
+    /// full snapshot a relying party's revocation list is built from.
+    pub async fn device_epochs(&self) -> Result<Vec<(DeviceHandle, i64)>> {
+        let rows = sqlx::query(
+            "SELECT d.handle AS handle, COALESCE(r.epoch, 0) AS epoch FROM devices d \
+             LEFT JOIN revocation_epochs r ON r.scope = d.handle ORDER BY d.handle",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db("listing device epochs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    DeviceHandle::parse(&col::<String>(r, "handle")?)?,
+                    col(r, "epoch")?,
+                ))
+            })
+            .collect()
+    }
+
     // ----- retention and key rotation -------------------------------------------------
 
     /// Delete every record past its retention period at `now`, per class, in one

@@ -223,6 +223,9 @@ async fn account_and_device_lifecycle(kind: Kind) -> Result<()> {
         )
         .await?;
     assert_eq!(store.revocation_epoch(&first).await?, 0);
+    let mut expected = vec![(first.clone(), 0), (second.clone(), 0)];
+    expected.sort();
+    assert_eq!(store.device_epochs().await?, expected);
     store
         .transition(
             &first,
@@ -245,6 +248,10 @@ async fn account_and_device_lifecycle(kind: Kind) -> Result<()> {
     let e = store.bump_revocation_epoch(&second).await?;
     assert_eq!((e.device, e.global), (1, 2));
     assert_eq!(store.revocations_since(1).await?, vec![(second.clone(), 1)]);
+    // Every device with its epoch, sorted by handle (devices never bumped at 0 are included).
+    let mut expected = vec![(first.clone(), 1), (second.clone(), 1)];
+    expected.sort();
+    assert_eq!(store.device_epochs().await?, expected);
 
     let history = store.list_transitions(&second).await?;
     assert_eq!(history.len(), 2);

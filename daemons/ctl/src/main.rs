@@ -1,8 +1,11 @@
 //! `enigmctl`: the device owner's command-line client for the Enigm OS daemons.
 //!
 //! It talks to the daemons over the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, or `--bus-address`)
-//! and prints a readable report, or JSON with `--json` for scripts.
+//! and prints a readable report, or JSON with `--json` for scripts. `enroll` and `attest` also
+//! talk to the companion backend over gRPC with a pinned TLS certificate ([`backend`]).
 
+mod backend;
+mod grpc;
 mod posture;
 mod time;
 
@@ -29,6 +32,10 @@ struct Cli {
 enum Command {
     /// Show the Trust Security Center posture: level, failing checks first, with why and fix.
     Posture(posture::PostureArgs),
+    /// Enroll this device with the companion backend (through enigm-attestd's TPM keys).
+    Enroll(backend::EnrollArgs),
+    /// Attest to the companion backend and show the signed result's claims.
+    Attest(backend::AttestArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +63,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let connection = connect(cli.bus_address.as_deref()).await?;
     match cli.command {
         Command::Posture(args) => posture::run(&connection, &args).await,
+        Command::Enroll(args) => backend::enroll(&connection, &args).await,
+        Command::Attest(args) => backend::attest(&connection, &args).await,
     }
 }
 

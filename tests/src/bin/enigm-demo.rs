@@ -2,14 +2,21 @@
 //!
 //! Starts a private system-type dbus-daemon with the project's bus policy, runs `enigm-tscd`
 //! on this machine's real `/` (dropping to its system user under its seccomp filter), and
-//! prints the posture with `enigmctl posture`, then stops everything cleanly.
+//! prints the posture with `enigmctl posture`; then enrolls the demo device with a local
+//! companion backend: a software TPM (swtpm) served by `enigm-attestd`, the `enigm-backend`
+//! binary on loopback with a temporary config root (self-signed certificate generated on first
+//! start and pinned by its fingerprint), `enigmctl enroll` and `enigmctl attest`, printing the
+//! attestation result. Everything it started is stopped at the end.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use enigm_e2e::{Daemon, PrivateBus, enigmctl, tscd_command};
+use enigm_e2e::{
+    Daemon, PrivateBus, Swtpm, attestd_command, backend_certificate, backend_command, enigmctl,
+    free_port, tscd_command, wait_for_port, write_backend_config,
+};
 use enigm_tscd::service::BUS_NAME;
 
 fn main() -> ExitCode {
@@ -84,9 +91,159 @@ async fn demo() -> Result<ExitCode> {
         output.status.code().unwrap_or(-1)
     );
 
+    let attested = attestation(&bus).await;
+
     step("stopping enigm-tscd with SIGTERM");
     let status = daemon.terminate(Duration::from_secs(5))?;
     println!("    exited: {status}");
+    attested?;
     println!("\ndemo complete");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Enrolls the demo device (swtpm) with a local backend and attests; stops what it started.
+async fn attestation(bus: &PrivateBus) -> Result<()> {
+    step("starting a software TPM (swtpm) and enigm-attestd on it");
+    let tpm = Swtpm::start()?;
+    let device_root = tempfile::Builder::new()
+        .prefix("enigm-demo-device")
+        .tempdir()?;
+    std::fs::set_permissions(
+        device_root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let mut attestd = Daemon::spawn(attestd_command(bus, device_root.path(), &tpm.tcti())?)?;
+    if let Err(err) = bus
+        .wait_for_name(enigm_attestd::service::BUS_NAME, Duration::from_secs(20))
+        .await
+    {
+        eprintln!("{}", attestd.stderr());
+        return Err(err);
+    }
+    println!(
+        "    {} on the bus; pid {}, TPM at {}",
+        enigm_attestd::service::BUS_NAME,
+        attestd.pid(),
+        tpm.tcti()
+    );
+
+    step("starting enigm-backend on loopback (temporary config root, self-signed TLS)");
+    let backend_root = tempfile::Builder::new()
+        .prefix("enigm-demo-backend")
+        .tempdir()?;
+    let grpc = format!("127.0.0.1:{}", free_port()?);
+    let http = format!("127.0.0.1:{}", free_port()?);
+    write_backend_config(backend_root.path(), &grpc, &http)?;
+    let mut backend = Daemon::spawn(backend_command(backend_root.path())?)?;
+    if let Err(err) = wait_for_port(grpc.parse()?, Duration::from_secs(60)) {
+        eprintln!("{}", backend.stderr());
+        return Err(err);
+    }
+    let cert_path = backend_certificate(backend_root.path());
+    let cert = std::fs::read(&cert_path).context("reading the backend's certificate")?;
+    let fingerprint = openssl::x509::X509::from_pem(&cert)?
+        .digest(openssl::hash::MessageDigest::sha256())?
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    println!("    gRPC on {grpc}, HTTP on {http}; pid {}", backend.pid());
+    println!("    certificate {}", cert_path.display());
+    println!("    SHA-256 fingerprint {fingerprint}");
+
+    let result = enroll_and_attest(bus, &grpc, &fingerprint, &cert_path, device_root.path());
+
+    step("stopping enigm-backend, enigm-attestd and swtpm");
+    println!(
+        "    enigm-backend exited: {}",
+        backend.terminate(Duration::from_secs(10))?
+    );
+    println!(
+        "    enigm-attestd exited: {}",
+        attestd.terminate(Duration::from_secs(5))?
+    );
+    drop(tpm);
+    result
+}
+
+fn enroll_and_attest(
+    bus: &PrivateBus,
+    grpc: &str,
+    fingerprint: &str,
+    cert_path: &Path,
+    scratch: &Path,
+) -> Result<()> {
+    let backend = format!(
+        "https://localhost:{}",
+        grpc.rsplit(':').next().unwrap_or("")
+    );
+    let state_dir = scratch.join("ctl-state");
+    let password = scratch.join("password");
+    std::fs::write(&password, "demo password, not a real one\n")?;
+
+    step(&format!(
+        "enigmctl enroll --backend {backend} --fingerprint … --username demo --create-account"
+    ));
+    let status = enigmctl(bus)?
+        .args([
+            "enroll",
+            "--backend",
+            &backend,
+            "--fingerprint",
+            fingerprint,
+        ])
+        .args(["--username", "demo", "--create-account"])
+        .arg("--password-file")
+        .arg(&password)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .status()
+        .context("running enigmctl enroll")?;
+    if !status.success() {
+        anyhow::bail!("enigmctl enroll failed: {status}");
+    }
+
+    step(&format!(
+        "enigmctl attest --backend {backend} --pin-cert {}",
+        cert_path.display()
+    ));
+    let status = enigmctl(bus)?
+        .args(["attest", "--backend", &backend, "--pin-cert"])
+        .arg(cert_path)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .status()
+        .context("running enigmctl attest")?;
+    if !status.success() {
+        anyhow::bail!("enigmctl attest failed: {status}");
+    }
+
+    step("enigmctl attest --json  (summary)");
+    let output = enigmctl(bus)?
+        .args(["attest", "--json", "--backend", &backend, "--pin-cert"])
+        .arg(cert_path)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .output()
+        .context("running enigmctl attest --json")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "enigmctl attest --json failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("enigmctl attest --json output")?;
+    println!(
+        "    device {} · tier {} · state {} · posture level {} ({}) · expires at {} · token {} bytes",
+        json["handle"].as_str().unwrap_or("?"),
+        json["tier"].as_str().unwrap_or("?"),
+        json["state"].as_str().unwrap_or("?"),
+        json["posture"]["level"],
+        json["posture"]["source"].as_str().unwrap_or("?"),
+        json["expires_at"],
+        json["token"].as_str().map(str::len).unwrap_or(0),
+    );
+    Ok(())
 }
