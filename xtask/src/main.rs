@@ -39,7 +39,8 @@ enum Command {
     },
     /// install-deps, build, then run the daemon on a private bus and print its posture.
     Demo,
-    /// install-deps, then the criterion benchmarks and the end-to-end benchmark (release).
+    /// install-deps, then the criterion benchmarks, the backend round-trip benchmark and the
+    /// end-to-end benchmark (release).
     ///
     /// Arguments after `--` are appended to `cargo bench -p enigm-tscd --bench posture`.
     Bench {
@@ -128,6 +129,10 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
         &steps::cargo(root)
             .args(["bench", "-p", "enigm-tscd", "--bench", "posture"])
             .args(extra),
+    )?;
+    steps::run(
+        "bench (attestation backend round trips)",
+        &steps::cargo(root).args(["bench", "-p", "enigm-backend", "--bench", "roundtrip"]),
     )?;
     steps::run(
         "build (release)",

@@ -40,6 +40,7 @@ pub async fn connect_tls(
     server_name: &str,
 ) -> std::io::Result<SslStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
     let ssl = connector
         .configure()
         .map_err(std::io::Error::other)?

@@ -297,6 +297,10 @@ fn tls_incoming(
                     }
                 },
             };
+            // Small gRPC frames must not wait for Nagle's algorithm (about 40 ms per call).
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "TCP_NODELAY not set");
+            }
             let acceptor = Arc::clone(&acceptor);
             let tx = tx.clone();
             tokio::spawn(async move {

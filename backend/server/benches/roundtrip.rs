@@ -1,0 +1,495 @@
+//! Issue 4's backend benchmark: full attestation round trips per second — `GetChallenge` →
+//! quote → `SubmitEvidence` (appraisal + signed result token) — against the real server
+//! started in-process (the production code path: TLS, tonic, rate limits, storage, verifier,
+//! token signing) on 127.0.0.1, first with SQLite (WAL) and then with a PostgreSQL started by
+//! the storage test harness. Devices are software: `SoftwareAk` quotes in exactly the TPM's
+//! wire format (a benchmark-only attester) and a software RSA EK that does ActivateCredential.
+//!
+//! `cargo bench -p enigm-backend --bench roundtrip` (`cargo xtask bench` runs it).
+//! Environment: `ENIGM_BENCH_SECS` (measured seconds per engine, default 10),
+//! `ENIGM_BENCH_DEVICES` (devices = concurrent clients, default 64),
+//! `ENIGM_BENCH_ENGINES` (`sqlite,postgres` by default), `ENIGM_BENCH_CLIENT_NODELAY=1`
+//! (diagnostic: TCP_NODELAY on the load generator's sockets; see docs/benchmarks.md).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use enigm_backend::proto::device_api_client::DeviceApiClient;
+use enigm_backend::proto::{
+    ActivateCredentialRequest, CreateAccountRequest, DeviceState, EnrollDeviceRequest,
+    GetChallengeRequest, SubmitEvidenceRequest,
+};
+use enigm_backend::{Config, Running};
+use enigm_evidence::v1::{
+    CredentialChallenge, Evidence, HashAlgorithm, PcrBank, PcrValue, TpmEvidence, evidence,
+};
+use enigm_tpm_evidence::attest::ClockInfo;
+use enigm_tpm_evidence::hash::HashAlg;
+use enigm_tpm_evidence::pcr::{PcrSelection, PcrValues};
+use enigm_tpm_evidence::soft::{KeyKind, SoftwareAk};
+use enigm_verifier::credential::kdfa;
+use openssl::encrypt::Decrypter;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::{Padding, Rsa};
+use openssl::sign::Signer;
+use openssl::symm::{Cipher, decrypt};
+use tonic::transport::Channel;
+
+#[path = "../../storage/tests/common/mod.rs"]
+mod pg;
+
+const PASSWORD: &str = "correct horse battery staple";
+/// Issue 4's goal, round trips per second.
+const GOAL: f64 = 2_000.0;
+/// Veraison's published appraisal rate, the peer figure the goal is set against.
+const VERAISON: f64 = 400.0;
+const WARMUP: Duration = Duration::from_secs(2);
+
+fn env_or(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().with_context(|| format!("{name}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("roundtrip bench failed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    // `cargo bench` passes `--bench` (and any filter); this harness takes its settings from
+    // the environment instead.
+    if cfg!(debug_assertions) {
+        eprintln!("warning: debug build; `cargo bench` builds with the bench (release) profile");
+    }
+    let secs = env_or("ENIGM_BENCH_SECS", 10)?;
+    let devices = usize::try_from(env_or("ENIGM_BENCH_DEVICES", 64)?)?;
+    let engines = std::env::var("ENIGM_BENCH_ENGINES").unwrap_or_else(|_| "sqlite,postgres".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "\nattestation round trips (GetChallenge + quote + SubmitEvidence: appraisal + token), \
+         in-process server on loopback TLS, {devices} devices / {devices} clients in flight, \
+         {secs} s per engine after {} s warm-up, {cpus} CPUs",
+        WARMUP.as_secs()
+    );
+    let mut results = Vec::new();
+    for engine in engines.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let result = match engine {
+            "sqlite" => runtime.block_on(bench_engine("SQLite (WAL)", None, devices, secs))?,
+            "postgres" => {
+                let server = pg::Postgres::start().context("starting PostgreSQL")?;
+                let url = server.url().to_owned();
+                let r = runtime.block_on(bench_engine("PostgreSQL", Some(&url), devices, secs))?;
+                drop(server);
+                r
+            }
+            other => bail!("unknown engine {other:?} (sqlite, postgres)"),
+        };
+        results.push(result);
+    }
+    println!(
+        "\n{:<14} {:>10} {:>9} {:>9} {:>9}  {:>8}  {:>11}",
+        "engine", "rt/s", "p50 ms", "p99 ms", "errors", "of goal", "× Veraison"
+    );
+    for r in &results {
+        println!(
+            "{:<14} {:>10.0} {:>9.2} {:>9.2} {:>9}  {:>7.0}%  {:>10.1}×  (goal >= {GOAL:.0}/s) {}",
+            r.engine,
+            r.rate,
+            ms(r.p50),
+            ms(r.p99),
+            r.errors,
+            100.0 * r.rate / GOAL,
+            r.rate / VERAISON,
+            if r.rate >= GOAL { "ok" } else { "UNDER GOAL" }
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Outcome {
+    engine: &'static str,
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+fn tpm2b(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut out = u16::try_from(bytes.len())?.to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    Ok(out)
+}
+
+fn untpm2b(bytes: &[u8]) -> Result<(&[u8], &[u8])> {
+    let len = bytes.get(..2).ok_or_else(|| anyhow!("short TPM2B"))?;
+    let n = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let body = bytes.get(2..2 + n).ok_or_else(|| anyhow!("short TPM2B"))?;
+    Ok((body, &bytes[2 + n..]))
+}
+
+/// A software RSA-2048 endorsement key: its TPM2B_PUBLIC, and ActivateCredential.
+struct SoftEk {
+    key: PKey<Private>,
+    public: Vec<u8>,
+}
+
+impl SoftEk {
+    fn generate() -> Result<Self> {
+        let rsa = Rsa::generate(2048)?;
+        let mut t = Vec::new();
+        t.extend(0x0001u16.to_be_bytes()); // RSA
+        t.extend(HashAlg::Sha256.id().to_be_bytes());
+        // fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy | restricted | decrypt
+        t.extend(0x0003_00B2u32.to_be_bytes());
+        t.extend(tpm2b(&[])?);
+        t.extend(0x0006u16.to_be_bytes()); // AES
+        t.extend(128u16.to_be_bytes());
+        t.extend(0x0043u16.to_be_bytes()); // CFB
+        t.extend(0x0010u16.to_be_bytes()); // scheme NULL
+        t.extend(2048u16.to_be_bytes());
+        t.extend(0u32.to_be_bytes());
+        t.extend(tpm2b(&rsa.n().to_vec())?);
+        Ok(Self {
+            key: PKey::from_rsa(rsa)?,
+            public: tpm2b(&t)?,
+        })
+    }
+
+    /// ActivateCredential (RSA-OAEP "IDENTITY" seed, KDFa INTEGRITY/STORAGE, HMAC, AES-128-CFB).
+    fn activate(&self, credential: &CredentialChallenge, name: &[u8]) -> Result<Vec<u8>> {
+        let (id_object, _) = untpm2b(&credential.credential_blob)?;
+        let (outer_hmac, enc_identity) = untpm2b(id_object)?;
+        let (encrypted_seed, _) = untpm2b(&credential.encrypted_secret)?;
+        let mut decrypter = Decrypter::new(&self.key)?;
+        decrypter.set_rsa_padding(Padding::PKCS1_OAEP)?;
+        decrypter.set_rsa_oaep_md(MessageDigest::sha256())?;
+        decrypter.set_rsa_mgf1_md(MessageDigest::sha256())?;
+        decrypter.set_rsa_oaep_label(b"IDENTITY\0")?;
+        let mut seed = vec![0u8; decrypter.decrypt_len(encrypted_seed)?];
+        let n = decrypter.decrypt(encrypted_seed, &mut seed)?;
+        seed.truncate(n);
+        let hmac_key = kdfa(HashAlg::Sha256, &seed, "INTEGRITY", &[], &[], 256)?;
+        let hmac = PKey::hmac(&hmac_key)?;
+        let mut signer = Signer::new(MessageDigest::sha256(), &hmac)?;
+        signer.update(enc_identity)?;
+        signer.update(name)?;
+        if signer.sign_to_vec()? != outer_hmac {
+            bail!("credential is not for this AK");
+        }
+        let sym = kdfa(HashAlg::Sha256, &seed, "STORAGE", name, &[], 128)?;
+        let plain = decrypt(
+            Cipher::aes_128_cfb128(),
+            &sym,
+            Some(&[0u8; 16]),
+            enc_identity,
+        )?;
+        Ok(untpm2b(&plain)?.0.to_vec())
+    }
+}
+
+/// A benchmark device: software AK and EK, and a TPM clock that advances per quote.
+struct Device {
+    ak: SoftwareAk,
+    ek: SoftEk,
+    clock: u64,
+    selection: PcrSelection,
+    values: PcrValues,
+}
+
+impl Device {
+    fn new() -> Result<Self> {
+        let mut values = PcrValues::default();
+        values.insert(HashAlg::Sha256, 0, vec![1; 32]);
+        values.insert(HashAlg::Sha256, 7, vec![7; 32]);
+        Ok(Self {
+            ak: SoftwareAk::generate(KeyKind::EccP256)?,
+            ek: SoftEk::generate()?,
+            clock: 1000,
+            selection: PcrSelection::parse("sha256:0,7").map_err(|e| anyhow!("{e}"))?,
+            values,
+        })
+    }
+
+    fn tpm(&self) -> TpmEvidence {
+        TpmEvidence {
+            ak_public: self.ak.tpm2b_public(),
+            ek_public: self.ek.public.clone(),
+            ..TpmEvidence::default()
+        }
+    }
+
+    /// A quote over PCRs 0 and 7 whose qualifying data binds `nonce` and the posture digest.
+    fn quote(&mut self, nonce: &[u8]) -> Result<Evidence> {
+        let posture_digest = vec![0x5a; 32];
+        let qualifying = enigm_verifier::qualifying_data(nonce, &posture_digest)
+            .map_err(|e| anyhow!("qualifying data: {e}"))?;
+        self.clock += 1000;
+        let clock = ClockInfo {
+            clock: self.clock,
+            reset_count: 1,
+            restart_count: 0,
+            safe: true,
+        };
+        let (attest, signature) = self
+            .ak
+            .quote(&qualifying, &self.selection, &self.values, clock)
+            .map_err(|e| anyhow!("quote: {e:?}"))?;
+        let mut tpm = self.tpm();
+        tpm.attest = attest;
+        tpm.signature = signature;
+        tpm.pcrs = vec![PcrBank {
+            algorithm: HashAlgorithm::Sha256 as i32,
+            values: vec![
+                PcrValue {
+                    index: 0,
+                    digest: vec![1; 32],
+                },
+                PcrValue {
+                    index: 7,
+                    digest: vec![7; 32],
+                },
+            ],
+        }];
+        Ok(Evidence {
+            kind: Some(evidence::Kind::Tpm(tpm)),
+            posture_digest,
+        })
+    }
+}
+
+/// The server's config under `root`: loopback ephemeral ports, generous rate limits, cheap
+/// argon2 (it only runs at account creation and enrollment), no event log required.
+fn write_config(root: &Path, database_url: Option<&str>) -> Result<()> {
+    let etc = root.join("etc/enigm");
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(
+        etc.join("backend-policy.toml"),
+        format!(
+            "[tpm]\nrequire_event_log = false\n[tpm.pcrs]\n\"7\" = [\"{}\"]\n",
+            "07".repeat(32)
+        ),
+    )?;
+    let db = database_url.map_or_else(String::new, |url| format!("database_url = \"{url}\"\n"));
+    std::fs::write(
+        etc.join("backend.toml"),
+        format!(
+            "challenge_ttl_secs = 60\n\
+             policy_file = \"/etc/enigm/backend-policy.toml\"\n\
+             token_lifetime_minutes = 5\n\
+             {db}\
+             [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+             [argon2]\nm_kib = 64\nt = 1\np = 1\n\
+             [rate_limit]\nper_minute = 100000000\nburst = 10000000\n"
+        ),
+    )?;
+    Ok(())
+}
+
+async fn client(running: &Running) -> Result<DeviceApiClient<Channel>> {
+    if std::env::var_os("ENIGM_BENCH_CLIENT_NODELAY").is_some() {
+        return Ok(DeviceApiClient::new(nodelay_channel(running).await?));
+    }
+    let channel =
+        enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost").await?;
+    Ok(DeviceApiClient::new(channel))
+}
+
+/// Diagnostic only (`ENIGM_BENCH_CLIENT_NODELAY=1`): `enigm_backend::client::channel` with
+/// TCP_NODELAY on the client's socket, to show what Nagle's algorithm costs on the client side.
+async fn nodelay_channel(running: &Running) -> Result<Channel> {
+    let connector = enigm_backend::client::pinned_connector(&running.cert_pem, b"\x02h2")?;
+    let addr = running.grpc_addr;
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))?;
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let connector = connector.clone();
+            async move {
+                let stream =
+                    enigm_backend::client::connect_tls(&connector, addr, "localhost").await?;
+                stream.get_ref().set_nodelay(true)?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await?;
+    Ok(channel)
+}
+
+/// Creates an account for the device (so every device is its account's first, trusted one),
+/// enrolls it and activates the credential; returns the handle.
+async fn enroll(api: &mut DeviceApiClient<Channel>, i: usize, device: &Device) -> Result<String> {
+    let username = format!("bench{i}");
+    api.create_account(CreateAccountRequest {
+        username: username.clone(),
+        password: PASSWORD.into(),
+    })
+    .await?;
+    let enrolled = api
+        .enroll_device(EnrollDeviceRequest {
+            username,
+            password: PASSWORD.into(),
+            evidence: Some(Evidence {
+                kind: Some(evidence::Kind::Tpm(device.tpm())),
+                posture_digest: vec![0; 32],
+            }),
+        })
+        .await?
+        .into_inner();
+    if enrolled.state() != DeviceState::Trusted {
+        bail!("device {i} enrolled as {:?}", enrolled.state());
+    }
+    let credential = enrolled
+        .credential
+        .ok_or_else(|| anyhow!("no credential challenge"))?;
+    let secret = device.ek.activate(&credential, &device.ak.name()?)?;
+    api.activate_credential(ActivateCredentialRequest {
+        handle: enrolled.handle.clone(),
+        secret,
+    })
+    .await?;
+    Ok(enrolled.handle)
+}
+
+/// One round trip: challenge, quote, evidence; checks that a token came back.
+async fn round_trip(
+    api: &mut DeviceApiClient<Channel>,
+    handle: &str,
+    device: &mut Device,
+) -> Result<()> {
+    let nonce = api
+        .get_challenge(GetChallengeRequest {
+            handle: handle.into(),
+        })
+        .await?
+        .into_inner()
+        .nonce;
+    let evidence = device.quote(&nonce)?;
+    let result = api
+        .submit_evidence(SubmitEvidenceRequest {
+            handle: handle.into(),
+            nonce,
+            evidence: Some(evidence),
+            posture_level: 3,
+            runtime_issue: false,
+        })
+        .await?
+        .into_inner();
+    if result.token.is_empty() {
+        bail!("no token in the result");
+    }
+    Ok(())
+}
+
+async fn bench_engine(
+    engine: &'static str,
+    database_url: Option<&str>,
+    devices: usize,
+    secs: u64,
+) -> Result<Outcome> {
+    let dir = tempfile::tempdir()?;
+    write_config(dir.path(), database_url)?;
+    let config = Config::load(dir.path(), [])?;
+    let running = enigm_backend::start(dir.path(), config).await?;
+
+    let setup = Instant::now();
+    let keys = tokio::task::spawn_blocking(move || {
+        (0..devices)
+            .map(|_| Device::new())
+            .collect::<Result<Vec<_>>>()
+    })
+    .await??;
+    let mut enrolled = Vec::with_capacity(devices);
+    for (i, device) in keys.into_iter().enumerate() {
+        let mut api = client(&running).await?;
+        let handle = enroll(&mut api, i, &device)
+            .await
+            .with_context(|| format!("enrolling device {i}"))?;
+        enrolled.push((api, handle, device));
+    }
+    eprintln!(
+        "{engine}: {devices} devices enrolled and activated in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::with_capacity(devices);
+    for (mut api, handle, mut device) in enrolled {
+        let (measuring, stop) = (measuring.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 14);
+            let mut errors = 0u64;
+            let mut first_error = None;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let outcome = round_trip(&mut api, &handle, &mut device).await;
+                let counted = measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed);
+                match outcome {
+                    Ok(()) if counted => latencies.push(started.elapsed()),
+                    Ok(()) => {}
+                    Err(err) => {
+                        errors += u64::from(counted);
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+            (latencies, errors, first_error)
+        }));
+    }
+    tokio::time::sleep(WARMUP).await;
+    measuring.store(true, Ordering::Relaxed);
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = window.elapsed();
+
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (l, e, first) = worker.await?;
+        latencies.extend(l);
+        errors += e;
+        if let Some(err) = first {
+            eprintln!("{engine}: a round trip failed: {err:#}");
+        }
+    }
+    running.shutdown().await;
+    if latencies.is_empty() {
+        bail!("{engine}: no round trip completed");
+    }
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let outcome = Outcome {
+        engine,
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        errors,
+    };
+    eprintln!(
+        "{engine}: {} round trips in {:.2} s",
+        latencies.len(),
+        elapsed.as_secs_f64()
+    );
+    Ok(outcome)
+}
