@@ -149,26 +149,6 @@ pub fn parse_handle(field: &str, text: &str) -> Result<DeviceHandle, Status> {
         .map_err(|_| Status::invalid_argument(format!("{field}: not a device handle")))
 }
 
-fn lc_state(state: storage::DeviceState) -> lifecycle::DeviceState {
-    match state {
-        storage::DeviceState::Pending => lifecycle::DeviceState::Pending,
-        storage::DeviceState::Trusted => lifecycle::DeviceState::Trusted,
-        storage::DeviceState::Suspended => lifecycle::DeviceState::Suspended,
-        storage::DeviceState::Revoked => lifecycle::DeviceState::Revoked,
-        storage::DeviceState::Retired => lifecycle::DeviceState::Retired,
-    }
-}
-
-fn st_state(state: lifecycle::DeviceState) -> storage::DeviceState {
-    match state {
-        lifecycle::DeviceState::Pending => storage::DeviceState::Pending,
-        lifecycle::DeviceState::Trusted => storage::DeviceState::Trusted,
-        lifecycle::DeviceState::Suspended => storage::DeviceState::Suspended,
-        lifecycle::DeviceState::Revoked => storage::DeviceState::Revoked,
-        lifecycle::DeviceState::Retired => storage::DeviceState::Retired,
-    }
-}
-
 /// The wire form of a device state.
 pub fn wire_state(state: storage::DeviceState) -> proto::DeviceState {
     match state {
@@ -200,7 +180,7 @@ fn device_ref(device: &storage::Device) -> DeviceRef {
     DeviceRef::new(
         device.handle.as_str(),
         device.account.0.as_str(),
-        lc_state(device.state),
+        device.state,
     )
 }
 
@@ -325,10 +305,8 @@ impl Shared {
         reason: &str,
     ) -> Result<storage::DeviceState, Status> {
         let subject = self.device(handle).await?;
-        let target = st_state(
-            lifecycle::transition(&device_ref(&subject), request, actor)
-                .map_err(lifecycle_status)?,
-        );
+        let target = lifecycle::transition(&device_ref(&subject), request, actor)
+            .map_err(lifecycle_status)?;
         self.store
             .transition(
                 handle,
@@ -340,7 +318,7 @@ impl Shared {
             )
             .await
             .map_err(store_status)?;
-        if !target.invalidates_results() {
+        if !storage::invalidates_results(target) {
             self.store
                 .bump_revocation_epoch(handle)
                 .await
@@ -374,7 +352,7 @@ impl Shared {
             .await
             .map_err(store_status)?;
         tracing::info!(old = %old, new = %new, "device replaced");
-        Ok((st_state(decided.old), st_state(decided.new)))
+        Ok((decided.old, decided.new))
     }
 
     /// Checks that `token` is a valid, current, not contraindicated result of `handle`
@@ -525,14 +503,14 @@ impl DeviceApi for DeviceService {
             .list_devices(&account.id)
             .await
             .map_err(store_status)?;
-        let state = st_state(lifecycle::enrollment_state(EnrollmentContext {
+        let state = lifecycle::enrollment_state(EnrollmentContext {
             devices_ever_enrolled: devices.len() as u64,
             trusted_devices: devices
                 .iter()
                 .filter(|d| d.state == storage::DeviceState::Trusted)
                 .count() as u64,
             recovered_with_phrase: false,
-        }));
+        });
         let verifier = VerifierData {
             ak_public: tpm.ak_public.clone(),
             ek_public: tpm.ek_public.clone(),
@@ -609,7 +587,7 @@ impl DeviceApi for DeviceService {
         let handle = parse_handle("handle", &req.handle)?;
         s.rate_limit(ip, Some(&handle))?;
         let device = s.device(&handle).await?;
-        if lc_state(device.state).attestation_access() == AttestationAccess::Denied {
+        if device.state.attestation_access() == AttestationAccess::Denied {
             return Err(Status::permission_denied(format!(
                 "a {} device gets no attestation results",
                 device.state
@@ -680,7 +658,7 @@ impl DeviceApi for DeviceService {
             }
         }
         let mut device = s.device(&handle).await?;
-        let access = lc_state(device.state).attestation_access();
+        let access = device.state.attestation_access();
         if access == AttestationAccess::Denied {
             return Err(Status::permission_denied(format!(
                 "a {} device gets no attestation results",

@@ -28,7 +28,7 @@ pub use lookup::{DeviceHandle, LookupError, ServerSecret, handle, username_hash}
 pub use model::{
     Account, AccountId, Actor, Appraisal, ChallengeOutcome, ClockInfo, ConnectionRecord, Device,
     DeviceState, Epochs, NewAccount, NewDevice, PurgeCounts, ResealCounts, Retention, Transition,
-    VerifierData,
+    VerifierData, invalidates_results,
 };
 pub use seal::{Aad, KeyFile, KeyFileError, SealError, Sealer, SealingKey, ServerKeys};
 pub use store::Store;

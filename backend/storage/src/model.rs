@@ -4,79 +4,23 @@
 //! the repository methods take and return.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::lookup::DeviceHandle;
 
-/// A device's lifecycle state, stored as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceState {
-    /// Enrolled, waiting for approval by a trusted device of the account or an admin.
-    Pending,
-    /// May attest and get results.
-    Trusted,
-    /// Temporarily refused results.
-    Suspended,
-    /// Permanently refused results.
-    Revoked,
-    /// Taken out of service.
-    Retired,
-}
+/// A device's lifecycle state, stored as its lowercase name: the lifecycle crate's type, so
+/// storage and the rules that decide transitions share one definition.
+pub use enigm_backend_lifecycle::DeviceState;
 
-impl DeviceState {
-    /// Every state.
-    pub const ALL: [DeviceState; 5] = [
-        DeviceState::Pending,
-        DeviceState::Trusted,
-        DeviceState::Suspended,
-        DeviceState::Revoked,
-        DeviceState::Retired,
-    ];
-
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceState::Pending => "pending",
-            DeviceState::Trusted => "trusted",
-            DeviceState::Suspended => "suspended",
-            DeviceState::Revoked => "revoked",
-            DeviceState::Retired => "retired",
-        }
-    }
-
-    /// Whether entering this state must invalidate results the device already holds.
-    pub fn invalidates_results(self) -> bool {
-        matches!(
-            self,
-            DeviceState::Suspended | DeviceState::Revoked | DeviceState::Retired
-        )
-    }
-}
-
-impl fmt::Display for DeviceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Text that is not a device state.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown device state {0:?}")]
-pub struct UnknownState(pub String);
-
-impl FromStr for DeviceState {
-    type Err = UnknownState;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DeviceState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownState(s.to_owned()))
-    }
+/// Whether entering `state` must invalidate results the device already holds (its revocation
+/// epoch is bumped in the same transaction).
+pub fn invalidates_results(state: DeviceState) -> bool {
+    matches!(
+        state,
+        DeviceState::Suspended | DeviceState::Revoked | DeviceState::Retired
+    )
 }
 
 /// Who made a transition. Stored sealed as `<handle>`, `admin:<name>` or `system`.

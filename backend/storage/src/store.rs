@@ -86,11 +86,12 @@ where
 }
 
 fn state(text: &str) -> Result<DeviceState> {
-    text.parse()
-        .map_err(|e: crate::model::UnknownState| StoreError::Corrupt {
+    text.parse().map_err(
+        |e: enigm_backend_lifecycle::LifecycleError| StoreError::Corrupt {
             what: "device state",
             detail: e.to_string(),
-        })
+        },
+    )
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -442,7 +443,7 @@ impl Store {
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db("recording a transition"))?;
-        if to.invalidates_results() {
+        if crate::model::invalidates_results(to) {
             bump_epoch(tx, handle).await?;
         }
         Ok(())
