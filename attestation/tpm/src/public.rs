@@ -1,8 +1,10 @@
 //! TPMT_PUBLIC / TPM2B_PUBLIC (TPM 2.0 Part 2, 12.2.4): the public area of an attestation or
 //! endorsement key, its TPM Name, and the openssl key it describes.
 
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
+use std::sync::OnceLock;
+
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::Rsa;
@@ -148,11 +150,30 @@ fn rsa_key(modulus: &[u8], exponent: u32) -> Result<PKey<Public>, WireError> {
     PKey::from_rsa(rsa).map_err(crypto)
 }
 
+/// The curve groups, built once: building one costs about as much as a signature check.
+fn group(nid: Nid) -> Result<&'static EcGroup, openssl::error::ErrorStack> {
+    static GROUPS: [OnceLock<EcGroup>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match nid {
+        Nid::X9_62_PRIME256V1 => &GROUPS[0],
+        Nid::SECP384R1 => &GROUPS[1],
+        _ => &GROUPS[2],
+    };
+    if let Some(group) = slot.get() {
+        return Ok(group);
+    }
+    let group = EcGroup::from_curve_name(nid)?;
+    Ok(slot.get_or_init(|| group))
+}
+
+/// An ECC public key from its TPM coordinates. The point is decoded with OpenSSL's
+/// on-curve check; the three curves accepted have cofactor 1, so a point on the curve
+/// (and not at infinity, which the uncompressed encoding cannot express) is in the
+/// prime-order group, and `EC_KEY_check_key`'s extra scalar multiplication would add nothing.
 fn ecc_key(curve: u16, x: &[u8], y: &[u8]) -> Result<PKey<Public>, WireError> {
-    let nid = match curve {
-        0x0003 => Nid::X9_62_PRIME256V1,
-        0x0004 => Nid::SECP384R1,
-        0x0005 => Nid::SECP521R1,
+    let (nid, field_len) = match curve {
+        0x0003 => (Nid::X9_62_PRIME256V1, 32),
+        0x0004 => (Nid::SECP384R1, 48),
+        0x0005 => (Nid::SECP521R1, 66),
         other => {
             return Err(invalid(
                 "curveID",
@@ -161,13 +182,69 @@ fn ecc_key(curve: u16, x: &[u8], y: &[u8]) -> Result<PKey<Public>, WireError> {
         }
     };
     let crypto = |err: openssl::error::ErrorStack| invalid("ECC public key", err.to_string());
-    let group = EcGroup::from_curve_name(nid).map_err(crypto)?;
-    let key = EcKey::from_public_key_affine_coordinates(
-        &group,
-        &*BigNum::from_slice(x).map_err(crypto)?,
-        &*BigNum::from_slice(y).map_err(crypto)?,
-    )
-    .map_err(crypto)?;
-    key.check_key().map_err(crypto)?;
+    // Uncompressed SEC 1 encoding: 0x04 || X || Y, each left-padded to the field size.
+    let mut encoded = vec![0u8; 1 + 2 * field_len];
+    encoded[0] = 0x04;
+    for (coordinate, offset, name) in [(x, 1, "x"), (y, 1 + field_len, "y")] {
+        let significant = coordinate
+            .iter()
+            .position(|&b| b != 0)
+            .map_or(&[][..], |i| &coordinate[i..]);
+        if significant.len() > field_len {
+            return Err(invalid(
+                "ECC public key",
+                format!("{name} coordinate longer than the curve's field"),
+            ));
+        }
+        let start = offset + field_len - significant.len();
+        encoded[start..offset + field_len].copy_from_slice(significant);
+    }
+    let group = group(nid).map_err(crypto)?;
+    let mut ctx = BigNumContext::new().map_err(crypto)?;
+    let point = EcPoint::from_bytes(group, &encoded, &mut ctx).map_err(crypto)?;
+    let key = EcKey::from_public_key(group, &point).map_err(crypto)?;
     PKey::from_ec_key(key).map_err(crypto)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::bn::BigNumContext;
+
+    /// A fresh P-256 key's affine coordinates, each left-padded to 32 bytes.
+    fn p256_coordinates() -> (PKey<openssl::pkey::Private>, Vec<u8>, Vec<u8>) {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = EcKey::generate(&group).unwrap();
+        let mut ctx = BigNumContext::new().unwrap();
+        let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+        key.public_key()
+            .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
+            .unwrap();
+        let (x, y) = (x.to_vec_padded(32).unwrap(), y.to_vec_padded(32).unwrap());
+        (PKey::from_ec_key(key).unwrap(), x, y)
+    }
+
+    #[test]
+    fn ecc_key_accepts_the_point_with_or_without_leading_zeros() {
+        let (private, x, y) = p256_coordinates();
+        let parsed = ecc_key(0x0003, &x, &y).unwrap();
+        assert!(parsed.public_eq(&private));
+        let mut long_x = vec![0u8; 3];
+        long_x.extend_from_slice(&x);
+        assert!(ecc_key(0x0003, &long_x, &y).unwrap().public_eq(&private));
+    }
+
+    #[test]
+    fn ecc_key_refuses_points_off_the_curve_and_oversized_coordinates() {
+        let (_, x, mut y) = p256_coordinates();
+        let last = y.len() - 1;
+        y[last] ^= 1;
+        let err = ecc_key(0x0003, &x, &y).unwrap_err().to_string();
+        assert!(err.contains("ECC public key"), "{err}");
+        let too_long = vec![1u8; 33];
+        let err = ecc_key(0x0003, &too_long, &y).unwrap_err().to_string();
+        assert!(err.contains("longer than the curve's field"), "{err}");
+        assert!(ecc_key(0x0003, &[], &[]).is_err(), "the point at x = y = 0");
+        assert!(ecc_key(0x0010, &x, &y).is_err(), "unknown curve");
+    }
 }

@@ -15,8 +15,8 @@ use enigm_backend_lifecycle::{
 };
 use enigm_backend_storage as storage;
 use enigm_backend_storage::{
-    Actor, ChallengeOutcome, ClockInfo, DeviceHandle, NewAccount, NewDevice, Store, StoreError,
-    VerifierData,
+    Actor, AttestationRecord, ChallengeOutcome, ChallengePeek, ClockInfo, DeviceHandle, NewAccount,
+    NewDevice, Recorded, Store, StoreError, VerifierData,
 };
 use enigm_backend_tokens::{Claims, KeyRing, PostureSummary, Tier as TokenTier};
 use enigm_evidence::v1::{CredentialChallenge, Evidence, HashAlgorithm, TpmEvidence, evidence};
@@ -115,6 +115,15 @@ pub fn source_ip<T>(request: &Request<T>) -> Option<IpAddr> {
 
 /// `ResourceExhausted` with the wait as a hint: in the message and in the `retry-after`
 /// (whole seconds, rounded up) and `retry-after-ms` metadata.
+/// The status for evidence answering a challenge that is not pending.
+fn challenge_refused(outcome: ChallengeOutcome) -> Status {
+    Status::failed_precondition(match outcome {
+        ChallengeOutcome::AlreadyUsed => "nonce: challenge already used",
+        ChallengeOutcome::Expired => "nonce: challenge expired",
+        ChallengeOutcome::Unknown | ChallengeOutcome::Consumed(_) => "nonce: unknown challenge",
+    })
+}
+
 fn rate_limited(what: &str, wait: Duration) -> Status {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut status = Status::resource_exhausted(format!(
@@ -293,9 +302,8 @@ impl Shared {
 
     /// Applies `request` to the device `handle` as `actor` (recorded as `recorded`, with
     /// `reason`), following the lifecycle rules, as a compare-and-set on its current state.
-    /// Every change bumps the device's revocation epoch, so results it already holds stop
-    /// verifying (storage bumps it in the same transaction when entering suspended, revoked
-    /// or retired; the other changes are bumped right after).
+    /// Storage bumps the device's revocation epoch in the same transaction, so results it
+    /// already holds stop verifying.
     pub async fn change_state(
         &self,
         handle: &DeviceHandle,
@@ -318,18 +326,13 @@ impl Shared {
             )
             .await
             .map_err(store_status)?;
-        if !storage::invalidates_results(target) {
-            self.store
-                .bump_revocation_epoch(handle)
-                .await
-                .map_err(store_status)?;
-        }
         tracing::info!(device = %handle, from = %subject.state, to = %target, "device state changed");
         Ok(target)
     }
 
     /// Replaces `old` by `new` (same account) as `actor`: in one storage transaction `old` is
-    /// revoked (epoch bumped) and `new` trusted, both transitions recorded with `reason`.
+    /// revoked and `new` trusted, both transitions recorded with `reason` and both epochs
+    /// bumped (results `new` got while pending stop verifying too).
     pub async fn replace_device(
         &self,
         old: &DeviceHandle,
@@ -344,11 +347,6 @@ impl Shared {
             .map_err(lifecycle_status)?;
         self.store
             .replace(old, new, recorded, reason, SystemTime::now())
-            .await
-            .map_err(store_status)?;
-        // The new device's trust changed too: results it got while pending stop verifying.
-        self.store
-            .bump_revocation_epoch(new)
             .await
             .map_err(store_status)?;
         tracing::info!(old = %old, new = %new, "device replaced");
@@ -635,29 +633,24 @@ impl DeviceApi for DeviceService {
             .filter(|l| *l <= PostureSummary::MAX_LEVEL)
             .ok_or_else(|| Status::invalid_argument("posture_level: 0 to 4"))?;
         let now = SystemTime::now();
-        match s
+        // Read the challenge and its device in one query, appraise, then consume the
+        // challenge and record the appraisal in one write transaction.
+        let (mut device, epoch) = match s
             .store
-            .consume_challenge(&req.nonce, now)
+            .peek_challenge(&req.nonce, now)
             .await
             .map_err(store_status)?
         {
-            ChallengeOutcome::Consumed(issued_to) if issued_to == handle => {}
-            ChallengeOutcome::Consumed(_) => {
-                return Err(Status::permission_denied(
-                    "nonce: issued to another device (now used up)",
-                ));
+            ChallengePeek::Pending { device, epoch } if device.handle == handle => (device, epoch),
+            ChallengePeek::Pending { .. } => {
+                return Err(Status::permission_denied("nonce: issued to another device"));
             }
-            ChallengeOutcome::Unknown => {
-                return Err(Status::failed_precondition("nonce: unknown challenge"));
+            ChallengePeek::Unknown => return Err(challenge_refused(ChallengeOutcome::Unknown)),
+            ChallengePeek::AlreadyUsed => {
+                return Err(challenge_refused(ChallengeOutcome::AlreadyUsed));
             }
-            ChallengeOutcome::AlreadyUsed => {
-                return Err(Status::failed_precondition("nonce: challenge already used"));
-            }
-            ChallengeOutcome::Expired => {
-                return Err(Status::failed_precondition("nonce: challenge expired"));
-            }
-        }
-        let mut device = s.device(&handle).await?;
+            ChallengePeek::Expired => return Err(challenge_refused(ChallengeOutcome::Expired)),
+        };
         let access = device.state.attestation_access();
         if access == AttestationAccess::Denied {
             return Err(Status::permission_denied(format!(
@@ -693,31 +686,36 @@ impl DeviceApi for DeviceService {
             );
         }
         let tier = appraisal.tier();
-        if let Some(c) = clock {
-            device.verifier.last_clock = Some(ClockInfo {
-                clock: c.clock,
-                reset_count: c.reset_count,
-                restart_count: c.restart_count,
-                safe: c.safe,
-            });
-            s.store
-                .update_verifier_data(&handle, &device.verifier)
-                .await
-                .map_err(store_status)?;
+        let clock_changed = clock.map(|c| ClockInfo {
+            clock: c.clock,
+            reset_count: c.reset_count,
+            restart_count: c.restart_count,
+            safe: c.safe,
+        });
+        if clock_changed.is_some() {
+            device.verifier.last_clock = clock_changed;
         }
         let claims_json =
             serde_json::to_value(&appraisal).map_err(|e| internal("encoding claims", e))?;
         let tier_name = token_tier(tier).as_str();
-        s.store
-            .record_appraisal(&handle, now, tier_name, &claims_json)
-            .await
-            .map_err(store_status)?;
-        s.metrics.appraisal(tier_name);
-        let epoch = s
+        let recorded = s
             .store
-            .revocation_epoch(&handle)
+            .record_attestation(&AttestationRecord {
+                nonce: &req.nonce,
+                device: &handle,
+                at: now,
+                verifier: clock_changed.map(|_| &device.verifier),
+                tier: tier_name,
+                claims: &claims_json,
+            })
             .await
             .map_err(store_status)?;
+        if let Recorded::ChallengeRefused(outcome) = recorded {
+            return Err(challenge_refused(outcome));
+        }
+        s.metrics.appraisal(tier_name);
+        // The epoch read with the challenge: a state change committed since then bumped it,
+        // so a token carrying this one is already stale to relying parties — never too new.
         let claims = Claims::issue(
             handle.as_str(),
             token_tier(tier),

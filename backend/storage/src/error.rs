@@ -43,6 +43,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The SQLite writer thread could not start, or is gone (the store was closed).
+    #[error("SQLite writer: {0}")]
+    Writer(String),
     /// SQLite refused to switch to WAL mode.
     #[error("SQLite database is in journal mode {mode:?}, WAL could not be enabled")]
     NotWal {

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
+use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 
 /// Shortest lookup secret accepted, in bytes.
@@ -37,7 +37,7 @@ pub enum LookupError {
 
 /// The server's lookup secret (HMAC key). Never rotates: handles derived from it are ids.
 #[derive(Clone)]
-pub struct ServerSecret(Vec<u8>);
+pub struct ServerSecret(PKey<Private>);
 
 impl fmt::Debug for ServerSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,12 +51,14 @@ impl ServerSecret {
         if bytes.len() < MIN_SECRET_LEN {
             return Err(LookupError::ShortSecret { len: bytes.len() });
         }
-        Ok(ServerSecret(bytes))
+        // Made into an HMAC key once: creating it costs more than the HMAC itself.
+        let key = PKey::hmac(&bytes).map_err(LookupError::Hmac)?;
+        Ok(ServerSecret(key))
     }
 
     fn hmac_hex(&self, label: &[u8], data: &[u8]) -> Result<String, LookupError> {
-        let key = PKey::hmac(&self.0).map_err(LookupError::Hmac)?;
-        let mut signer = Signer::new(MessageDigest::sha256(), &key).map_err(LookupError::Hmac)?;
+        let mut signer =
+            Signer::new(MessageDigest::sha256(), &self.0).map_err(LookupError::Hmac)?;
         signer.update(label).map_err(LookupError::Hmac)?;
         signer.update(data).map_err(LookupError::Hmac)?;
         Ok(hex::encode(

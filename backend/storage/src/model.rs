@@ -220,6 +220,51 @@ pub enum ChallengeOutcome {
     Expired,
 }
 
+/// What a challenge is, read without using it up ([`crate::Store::peek_challenge`]).
+#[derive(Debug, Clone)]
+pub enum ChallengePeek {
+    /// Pending: the device it was issued to, and that device's revocation epoch.
+    Pending {
+        /// The device the challenge was issued to.
+        device: Device,
+        /// Its current revocation epoch.
+        epoch: i64,
+    },
+    /// No such challenge (never issued, or purged).
+    Unknown,
+    /// Already used.
+    AlreadyUsed,
+    /// Past its expiry.
+    Expired,
+}
+
+/// The write half of one attestation ([`crate::Store::record_attestation`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttestationRecord<'a> {
+    /// The challenge nonce the evidence answered.
+    pub nonce: &'a [u8],
+    /// The device that answered it.
+    pub device: &'a DeviceHandle,
+    /// When.
+    pub at: SystemTime,
+    /// The verifier's new data for the device (a new clock reading), if it changed.
+    pub verifier: Option<&'a VerifierData>,
+    /// The appraisal's tier.
+    pub tier: &'a str,
+    /// The appraisal's claims (sealed at rest).
+    pub claims: &'a serde_json::Value,
+}
+
+/// What recording an attestation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The challenge was consumed and the appraisal recorded under this id.
+    Appraisal(String),
+    /// The challenge was no longer pending for this device (used, expired, unknown):
+    /// nothing was written.
+    ChallengeRefused(ChallengeOutcome),
+}
+
 /// Revocation epochs after a bump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epochs {

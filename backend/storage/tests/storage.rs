@@ -11,8 +11,9 @@ use anyhow::Result;
 use base64::Engine as _;
 use common::{Kind, TestDb};
 use enigm_backend_storage::{
-    AccountId, Actor, ChallengeOutcome, ClockInfo, DeviceHandle, DeviceState, KeyFile, NewAccount,
-    NewDevice, Retention, SealError, ServerKeys, Store, StoreError, VerifierData, handle,
+    AccountId, Actor, AttestationRecord, ChallengeOutcome, ChallengePeek, ClockInfo, DeviceHandle,
+    DeviceState, KeyFile, NewAccount, NewDevice, Recorded, Retention, SealError, ServerKeys, Store,
+    StoreError, VerifierData, handle,
 };
 use serde_json::json;
 
@@ -222,8 +223,12 @@ async fn account_and_device_lifecycle(kind: Kind) -> Result<()> {
             t(40),
         )
         .await?;
+    // Every change of state changes trust: approval bumps the approved device's epoch too
+    // (results it got while pending stop being accepted).
     assert_eq!(store.revocation_epoch(&first).await?, 0);
-    let mut expected = vec![(first.clone(), 0), (second.clone(), 0)];
+    assert_eq!(store.revocation_epoch(&second).await?, 1);
+    assert_eq!(store.global_revocation_epoch().await?, 1);
+    let mut expected = vec![(first.clone(), 0), (second.clone(), 1)];
     expected.sort();
     assert_eq!(store.device_epochs().await?, expected);
     store
@@ -242,14 +247,14 @@ async fn account_and_device_lifecycle(kind: Kind) -> Result<()> {
     assert_eq!(d.state_changed_at, t(50));
     // Suspension invalidates results already issued.
     assert_eq!(store.revocation_epoch(&first).await?, 1);
-    assert_eq!(store.global_revocation_epoch().await?, 1);
-    assert_eq!(store.revocations_since(0).await?, vec![(first.clone(), 1)]);
-    assert!(store.revocations_since(1).await?.is_empty());
+    assert_eq!(store.global_revocation_epoch().await?, 2);
+    assert_eq!(store.revocations_since(1).await?, vec![(first.clone(), 1)]);
+    assert!(store.revocations_since(2).await?.is_empty());
     let e = store.bump_revocation_epoch(&second).await?;
-    assert_eq!((e.device, e.global), (1, 2));
-    assert_eq!(store.revocations_since(1).await?, vec![(second.clone(), 1)]);
-    // Every device with its epoch, sorted by handle (devices never bumped at 0 are included).
-    let mut expected = vec![(first.clone(), 1), (second.clone(), 1)];
+    assert_eq!((e.device, e.global), (2, 3));
+    assert_eq!(store.revocations_since(2).await?, vec![(second.clone(), 2)]);
+    // Every device with its epoch, sorted by handle.
+    let mut expected = vec![(first.clone(), 1), (second.clone(), 2)];
     expected.sort();
     assert_eq!(store.device_epochs().await?, expected);
 
@@ -413,14 +418,16 @@ async fn replace_is_atomic(kind: Kind) -> Result<()> {
     let (foreign, _) = device(&store, &other_acc, DeviceState::Pending, t(3)).await?;
     let (pending, _) = device(&store, &acc, DeviceState::Pending, t(4)).await?;
     let (pending_old, _) = device(&store, &acc, DeviceState::Pending, t(5)).await?;
+    let (retired, _) = device(&store, &acc, DeviceState::Retired, t(6)).await?;
     let admin = Actor::Admin("ops".into());
 
-    let all = [&old, &trusted2, &foreign, &pending, &pending_old];
+    let all = [&old, &trusted2, &foreign, &pending, &pending_old, &retired];
     let before = snapshot(&store, &all).await?;
 
-    // Refusals: replacement not pending, of another account, old not trusted, itself.
+    // Refusals: replacement neither pending nor trusted, of another account, old not
+    // trusted, itself.
     for (o, n) in [
-        (&old, &trusted2),
+        (&old, &retired),
         (&old, &foreign),
         (&pending_old, &pending),
         (&old, &old),
@@ -464,7 +471,16 @@ async fn replace_is_atomic(kind: Kind) -> Result<()> {
         assert_eq!(h.at, t(20));
     }
     assert_eq!(store.revocation_epoch(&old).await?, 1);
-    assert_eq!(store.revocation_epoch(&pending).await?, 0);
+    assert_eq!(store.revocation_epoch(&pending).await?, 1);
+    // An already trusted device can take over too: only the old one changes.
+    store
+        .replace(&pending, &trusted2, &admin, "back to the tablet", t(25))
+        .await?;
+    assert_eq!(state_of(&store, &pending).await?, DeviceState::Revoked);
+    assert_eq!(state_of(&store, &trusted2).await?, DeviceState::Trusted);
+    assert_eq!(store.list_transitions(&trusted2).await?.len(), 1);
+    assert_eq!(store.revocation_epoch(&trusted2).await?, 0);
+    assert_eq!(store.revocation_epoch(&pending).await?, 2);
     // The old one cannot be replaced twice.
     assert!(matches!(
         store
@@ -565,6 +581,163 @@ async fn challenges_single_use_with_ttl(kind: Kind) -> Result<()> {
         }
     }
     assert_eq!(consumed, 1);
+    other.close().await;
+    store.close().await;
+    Ok(())
+}
+
+/// The attestation path's read (`peek_challenge`) and its one write transaction
+/// (`record_attestation`): consumed once, only by the device it was issued to, only in
+/// time, with the verifier update and the appraisal written together or not at all.
+async fn attestation_write_is_one_transaction(kind: Kind) -> Result<()> {
+    let Fixture { db, kf, store } = fixture(kind).await?;
+    let acc = account(&store, "grace", t(0)).await?;
+    let (h, _) = device(&store, &acc, DeviceState::Trusted, t(0)).await?;
+    let (g, _) = device(&store, &acc, DeviceState::Pending, t(0)).await?;
+    let ttl = Duration::from_secs(60);
+    let claims = json!({"pcrs": "match"});
+    let mut verifier = store.get_device(&h).await?.unwrap().verifier;
+    verifier.last_clock = Some(ClockInfo {
+        clock: 42,
+        reset_count: 1,
+        restart_count: 2,
+        safe: true,
+    });
+    let record = |nonce: &'static [u8], device: &'static DeviceHandle, at, v| AttestationRecord {
+        nonce,
+        device,
+        at,
+        verifier: v,
+        tier: "affirming",
+        claims: &claims,
+    };
+    // 'static borrows for the closure above.
+    let (h, g): (&'static DeviceHandle, &'static DeviceHandle) =
+        (Box::leak(Box::new(h)), Box::leak(Box::new(g)));
+    let n1: &'static [u8] = Box::leak(random_bytes(32).into_boxed_slice());
+    store.issue_challenge(h, n1, t(100), ttl).await?;
+
+    match store.peek_challenge(n1, t(110)).await? {
+        ChallengePeek::Pending { device, epoch } => {
+            assert_eq!(&device.handle, h);
+            assert_eq!(epoch, 0);
+        }
+        other => panic!("expected pending, got {other:?}"),
+    }
+    // Another device cannot use it, and nothing is written.
+    assert_eq!(
+        store
+            .record_attestation(&record(n1, g, t(110), None))
+            .await?,
+        Recorded::ChallengeRefused(ChallengeOutcome::Unknown)
+    );
+    assert!(store.list_appraisals(g).await?.is_empty());
+    assert!(matches!(
+        store.peek_challenge(n1, t(110)).await?,
+        ChallengePeek::Pending { .. }
+    ));
+    // Its own device: consumed, verifier updated and appraisal recorded together.
+    let Recorded::Appraisal(id) = store
+        .record_attestation(&record(n1, h, t(111), Some(&verifier)))
+        .await?
+    else {
+        panic!("not recorded");
+    };
+    let appraisals = store.list_appraisals(h).await?;
+    assert_eq!(appraisals.len(), 1);
+    assert_eq!(
+        (
+            &appraisals[0].id,
+            appraisals[0].tier.as_str(),
+            &appraisals[0].claims
+        ),
+        (&id, "affirming", &claims)
+    );
+    assert_eq!(appraisals[0].at, t(111));
+    assert_eq!(store.get_device(h).await?.unwrap().verifier, verifier);
+    assert!(matches!(
+        store.peek_challenge(n1, t(112)).await?,
+        ChallengePeek::AlreadyUsed
+    ));
+    assert_eq!(
+        store
+            .record_attestation(&record(n1, h, t(112), None))
+            .await?,
+        Recorded::ChallengeRefused(ChallengeOutcome::AlreadyUsed)
+    );
+    assert_eq!(store.list_appraisals(h).await?.len(), 1);
+
+    // Expired and unknown challenges.
+    let n2: &'static [u8] = Box::leak(random_bytes(32).into_boxed_slice());
+    store.issue_challenge(h, n2, t(100), ttl).await?;
+    assert!(matches!(
+        store.peek_challenge(n2, t(161)).await?,
+        ChallengePeek::Expired
+    ));
+    assert_eq!(
+        store
+            .record_attestation(&record(n2, h, t(161), None))
+            .await?,
+        Recorded::ChallengeRefused(ChallengeOutcome::Expired)
+    );
+    assert!(matches!(
+        store.peek_challenge(&random_bytes(32), t(100)).await?,
+        ChallengePeek::Unknown
+    ));
+
+    // The epoch comes with the challenge: a state change bumps it.
+    store
+        .transition(
+            h,
+            DeviceState::Trusted,
+            DeviceState::Suspended,
+            &Actor::Admin("ops".into()),
+            "check",
+            t(120),
+        )
+        .await?;
+    let n3: &'static [u8] = Box::leak(random_bytes(32).into_boxed_slice());
+    store.issue_challenge(h, n3, t(120), ttl).await?;
+    match store.peek_challenge(n3, t(121)).await? {
+        ChallengePeek::Pending { device, epoch } => {
+            assert_eq!(device.state, DeviceState::Suspended);
+            assert_eq!(epoch, 1);
+        }
+        other => panic!("expected pending, got {other:?}"),
+    }
+
+    // Concurrent recorders on two nodes: exactly one appraisal.
+    let other = Store::open(db.url(), kf.clone().into_keys()?).await?;
+    let claims: &'static serde_json::Value = Box::leak(Box::new(claims.clone()));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            s.record_attestation(&AttestationRecord {
+                nonce: n3,
+                device: h,
+                at: t(122),
+                verifier: None,
+                tier: "warning",
+                claims,
+            })
+            .await
+        }));
+    }
+    let mut recorded = 0;
+    for task in tasks {
+        match task.await?? {
+            Recorded::Appraisal(_) => recorded += 1,
+            Recorded::ChallengeRefused(ChallengeOutcome::AlreadyUsed) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recorded, 1);
+    assert_eq!(store.list_appraisals(h).await?.len(), 2);
     other.close().await;
     store.close().await;
     Ok(())
@@ -1019,6 +1192,7 @@ on_both_engines!(
     transition_compare_and_set,
     replace_is_atomic,
     challenges_single_use_with_ttl,
+    attestation_write_is_one_transaction,
     restart_keeps_state,
     purge_respects_retention,
     key_rotation_and_reseal,

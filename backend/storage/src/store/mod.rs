@@ -1,0 +1,264 @@
+//! The store: one sqlx `Any` pool over SQLite or PostgreSQL, and the repository methods.
+//!
+//! Every query is written once, in SQL both engines accept (`$n` parameters, `RETURNING`,
+//! `ON CONFLICT`), and the schema comes from one set of migrations (`migrations/`), run at
+//! open. Multi-row changes that must be atomic (enrollment and its transition, a transition
+//! and its record, a replacement) run in one transaction, and every state change is a
+//! compare-and-set (`UPDATE ... WHERE state = expected`), so concurrent nodes sharing a
+//! PostgreSQL database cannot both win.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyConnection, AnyPool, Row, SqlSafeStr};
+
+use crate::error::{Engine, StoreError};
+use crate::lookup::{DeviceHandle, ServerSecret, nonce_hash, username_hash};
+use crate::model::{
+    Account, AccountId, Actor, Appraisal, AttestationRecord, ChallengeOutcome, ChallengePeek,
+    ConnectionRecord, Device, DeviceState, Epochs, NewAccount, NewDevice, PurgeCounts, Recorded,
+    ResealCounts, Retention, Transition, VerifierData,
+};
+use crate::seal::{Aad, Sealer, ServerKeys};
+
+/// The migrations, embedded: (version, description, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/0001_initial.sql"),
+)];
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A statement that owns its SQL and arguments, so it can run on the writer thread.
+type WriteQuery = sqlx::query::Query<'static, Any, AnyArguments>;
+
+/// The backend's storage: accounts, devices, transitions, challenges, appraisals, connection
+/// records and revocation epochs, with metadata sealed at rest.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Reads (and, on PostgreSQL, writes too).
+    pool: AnyPool,
+    /// Writes: on SQLite one connection, on PostgreSQL the same pool as `pool`.
+    writes: Writer,
+    engine: Engine,
+    keys: Arc<ServerKeys>,
+}
+
+mod accounts;
+mod attestation;
+mod devices;
+mod epochs;
+mod retention;
+mod writer;
+
+use writer::{Durability, JobFuture, Writer, begin};
+
+fn engine_of(url: &str) -> Result<Engine> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Engine::Sqlite),
+        "postgres" | "postgresql" => Ok(Engine::Postgres),
+        other => Err(StoreError::UnsupportedUrl {
+            scheme: other.to_owned(),
+        }),
+    }
+}
+
+fn ms(t: SystemTime) -> Result<i64> {
+    let d = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| StoreError::TimeOutOfRange)?;
+    i64::try_from(d.as_millis()).map_err(|_| StoreError::TimeOutOfRange)
+}
+
+fn dur_ms(d: Duration) -> Result<i64> {
+    i64::try_from(d.as_millis()).map_err(|_| StoreError::TimeOutOfRange)
+}
+
+fn time(v: i64) -> SystemTime {
+    match u64::try_from(v) {
+        Ok(v) => UNIX_EPOCH + Duration::from_millis(v),
+        Err(_) => UNIX_EPOCH,
+    }
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b).map_err(|source| StoreError::Corrupt {
+        what: "random id",
+        detail: source.to_string(),
+    })?;
+    Ok(hex::encode(b))
+}
+
+fn col<T>(row: &AnyRow, name: &'static str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(name).map_err(StoreError::db(name))
+}
+
+fn state(text: &str) -> Result<DeviceState> {
+    text.parse().map_err(
+        |e: enigm_backend_lifecycle::LifecycleError| StoreError::Corrupt {
+            what: "device state",
+            detail: e.to_string(),
+        },
+    )
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn is_fk_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
+
+fn not_found_device(handle: &DeviceHandle) -> StoreError {
+    StoreError::NotFound {
+        what: "device",
+        key: handle.to_string(),
+    }
+}
+
+impl Store {
+    /// Open the database at `url` (`sqlite://PATH?mode=rwc` or `postgres://...`), switch an
+    /// SQLite file to WAL mode, and run the migrations.
+    ///
+    /// On SQLite every write goes through one writer connection (SQLite has one write lock
+    /// per file, so more writers only queue in its busy handler) and reads use a small pool
+    /// of their own. On PostgreSQL one pool serves both.
+    pub async fn open(url: &str, keys: ServerKeys) -> Result<Store> {
+        let engine = engine_of(url)?;
+        sqlx::any::install_default_drivers();
+        // No liveness ping before handing out a pooled connection: a round trip (or, on
+        // SQLite, a hop to the connection's thread) per query for nothing, since a broken
+        // connection fails its query with a clear error anyway and is then dropped.
+        let connect = |max: u32| async move {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .test_before_acquire(false)
+                .connect(url)
+                .await
+                .map_err(|source| StoreError::Connect { engine, source })
+        };
+        let (pool, writes) = match engine {
+            Engine::Sqlite => {
+                // The writer first: it switches the file to WAL mode before readers open it.
+                let writes = Writer::start_sqlite(url).await?;
+                (connect(4).await?, writes)
+            }
+            Engine::Postgres => {
+                let pool = connect(10).await?;
+                (pool.clone(), Writer::Pool(pool))
+            }
+        };
+        // Migrations run before anything else writes, so the pool can run them: on SQLite
+        // its connections may write too (sqlx's default `synchronous = FULL`).
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { engine, source })?;
+        tracing::info!(%engine, "storage opened and migrated");
+        Ok(Store {
+            pool,
+            writes,
+            engine,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// Which engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The lookup secret (for computing handles with [`crate::handle`]).
+    pub fn lookup_secret(&self) -> &ServerSecret {
+        &self.keys.lookup
+    }
+
+    /// Close every connection (SQLite checkpoints its WAL into the file).
+    pub async fn close(self) {
+        self.pool.close().await;
+        self.writes.close().await;
+    }
+
+    /// Run `job` on the write connection with `durability` (see [`Writer::run`]).
+    async fn write<T, F>(&self, durability: Durability, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> JobFuture<'c, T> + Send + 'static,
+    {
+        self.writes.run(durability, job).await
+    }
+
+    /// Run one statement (its SQL and arguments owned) on the write connection with
+    /// `durability`; a database error goes through `on_error`.
+    async fn execute_write<M>(
+        &self,
+        durability: Durability,
+        query: WriteQuery,
+        on_error: M,
+    ) -> Result<AnyQueryResult>
+    where
+        M: FnOnce(sqlx::Error) -> StoreError + Send + 'static,
+    {
+        self.write(durability, move |conn| {
+            Box::pin(async move { query.execute(conn).await.map_err(on_error) })
+        })
+        .await
+    }
+
+    fn sealer(&self) -> &Sealer {
+        &self.keys.sealer
+    }
+
+    fn seal_json<T: serde::Serialize>(&self, aad: Aad<'_>, value: &T) -> Result<Vec<u8>> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            what: "value to seal",
+            detail: e.to_string(),
+        })?;
+        Ok(self.sealer().seal(aad, &bytes)?)
+    }
+
+    fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        aad: Aad<'_>,
+        blob: &[u8],
+        what: &'static str,
+    ) -> Result<T> {
+        let bytes = self.sealer().open(aad, blob)?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            what,
+            detail: e.to_string(),
+        })
+    }
+
+    fn open_text(&self, aad: Aad<'_>, blob: &[u8], what: &'static str) -> Result<String> {
+        let bytes = self.sealer().open(aad, blob)?;
+        String::from_utf8(bytes).map_err(|e| StoreError::Corrupt {
+            what,
+            detail: e.to_string(),
+        })
+    }
+}
