@@ -15,6 +15,7 @@ pub mod credential;
 pub mod history;
 pub mod nonce;
 pub mod policy;
+pub mod soft_ek;
 pub mod tpm;
 
 /// SHA-256(domain || nonce || posture_digest): the qualifying data a device puts in its quote.

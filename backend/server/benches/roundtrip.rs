@@ -24,24 +24,13 @@ use enigm_backend::proto::{
     GetChallengeRequest, SubmitEvidenceRequest,
 };
 use enigm_backend::{Config, Running};
-use enigm_evidence::v1::{
-    CredentialChallenge, Evidence, HashAlgorithm, PcrBank, PcrValue, TpmEvidence, evidence,
-};
-use enigm_tpm_evidence::attest::ClockInfo;
-use enigm_tpm_evidence::hash::HashAlg;
-use enigm_tpm_evidence::pcr::{PcrSelection, PcrValues};
-use enigm_tpm_evidence::soft::{KeyKind, SoftwareAk};
-use enigm_verifier::credential::kdfa;
-use openssl::encrypt::Decrypter;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::{Padding, Rsa};
-use openssl::sign::Signer;
-use openssl::symm::{Cipher, decrypt};
 use tonic::transport::Channel;
 
 #[path = "../../storage/tests/common/mod.rs"]
 mod pg;
+#[path = "../tests/common/soft_device.rs"]
+mod soft_device;
+use soft_device::SoftDevice as Device;
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Issue 4's goal, round trips per second.
@@ -134,149 +123,6 @@ struct Outcome {
     errors: u64,
 }
 
-fn tpm2b(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut out = u16::try_from(bytes.len())?.to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    Ok(out)
-}
-
-fn untpm2b(bytes: &[u8]) -> Result<(&[u8], &[u8])> {
-    let len = bytes.get(..2).ok_or_else(|| anyhow!("short TPM2B"))?;
-    let n = usize::from(u16::from_be_bytes([len[0], len[1]]));
-    let body = bytes.get(2..2 + n).ok_or_else(|| anyhow!("short TPM2B"))?;
-    Ok((body, &bytes[2 + n..]))
-}
-
-/// A software RSA-2048 endorsement key: its TPM2B_PUBLIC, and ActivateCredential.
-struct SoftEk {
-    key: PKey<Private>,
-    public: Vec<u8>,
-}
-
-impl SoftEk {
-    fn generate() -> Result<Self> {
-        let rsa = Rsa::generate(2048)?;
-        let mut t = Vec::new();
-        t.extend(0x0001u16.to_be_bytes()); // RSA
-        t.extend(HashAlg::Sha256.id().to_be_bytes());
-        // fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy | restricted | decrypt
-        t.extend(0x0003_00B2u32.to_be_bytes());
-        t.extend(tpm2b(&[])?);
-        t.extend(0x0006u16.to_be_bytes()); // AES
-        t.extend(128u16.to_be_bytes());
-        t.extend(0x0043u16.to_be_bytes()); // CFB
-        t.extend(0x0010u16.to_be_bytes()); // scheme NULL
-        t.extend(2048u16.to_be_bytes());
-        t.extend(0u32.to_be_bytes());
-        t.extend(tpm2b(&rsa.n().to_vec())?);
-        Ok(Self {
-            key: PKey::from_rsa(rsa)?,
-            public: tpm2b(&t)?,
-        })
-    }
-
-    /// ActivateCredential (RSA-OAEP "IDENTITY" seed, KDFa INTEGRITY/STORAGE, HMAC, AES-128-CFB).
-    fn activate(&self, credential: &CredentialChallenge, name: &[u8]) -> Result<Vec<u8>> {
-        let (id_object, _) = untpm2b(&credential.credential_blob)?;
-        let (outer_hmac, enc_identity) = untpm2b(id_object)?;
-        let (encrypted_seed, _) = untpm2b(&credential.encrypted_secret)?;
-        let mut decrypter = Decrypter::new(&self.key)?;
-        decrypter.set_rsa_padding(Padding::PKCS1_OAEP)?;
-        decrypter.set_rsa_oaep_md(MessageDigest::sha256())?;
-        decrypter.set_rsa_mgf1_md(MessageDigest::sha256())?;
-        decrypter.set_rsa_oaep_label(b"IDENTITY\0")?;
-        let mut seed = vec![0u8; decrypter.decrypt_len(encrypted_seed)?];
-        let n = decrypter.decrypt(encrypted_seed, &mut seed)?;
-        seed.truncate(n);
-        let hmac_key = kdfa(HashAlg::Sha256, &seed, "INTEGRITY", &[], &[], 256)?;
-        let hmac = PKey::hmac(&hmac_key)?;
-        let mut signer = Signer::new(MessageDigest::sha256(), &hmac)?;
-        signer.update(enc_identity)?;
-        signer.update(name)?;
-        if signer.sign_to_vec()? != outer_hmac {
-            bail!("credential is not for this AK");
-        }
-        let sym = kdfa(HashAlg::Sha256, &seed, "STORAGE", name, &[], 128)?;
-        let plain = decrypt(
-            Cipher::aes_128_cfb128(),
-            &sym,
-            Some(&[0u8; 16]),
-            enc_identity,
-        )?;
-        Ok(untpm2b(&plain)?.0.to_vec())
-    }
-}
-
-/// A benchmark device: software AK and EK, and a TPM clock that advances per quote.
-struct Device {
-    ak: SoftwareAk,
-    ek: SoftEk,
-    clock: u64,
-    selection: PcrSelection,
-    values: PcrValues,
-}
-
-impl Device {
-    fn new() -> Result<Self> {
-        let mut values = PcrValues::default();
-        values.insert(HashAlg::Sha256, 0, vec![1; 32]);
-        values.insert(HashAlg::Sha256, 7, vec![7; 32]);
-        Ok(Self {
-            ak: SoftwareAk::generate(KeyKind::EccP256)?,
-            ek: SoftEk::generate()?,
-            clock: 1000,
-            selection: PcrSelection::parse("sha256:0,7").map_err(|e| anyhow!("{e}"))?,
-            values,
-        })
-    }
-
-    fn tpm(&self) -> TpmEvidence {
-        TpmEvidence {
-            ak_public: self.ak.tpm2b_public(),
-            ek_public: self.ek.public.clone(),
-            ..TpmEvidence::default()
-        }
-    }
-
-    /// A quote over PCRs 0 and 7 whose qualifying data binds `nonce` and the posture digest.
-    fn quote(&mut self, nonce: &[u8]) -> Result<Evidence> {
-        let posture_digest = vec![0x5a; 32];
-        let qualifying = enigm_verifier::qualifying_data(nonce, &posture_digest)
-            .map_err(|e| anyhow!("qualifying data: {e}"))?;
-        self.clock += 1000;
-        let clock = ClockInfo {
-            clock: self.clock,
-            reset_count: 1,
-            restart_count: 0,
-            safe: true,
-        };
-        let (attest, signature) = self
-            .ak
-            .quote(&qualifying, &self.selection, &self.values, clock)
-            .map_err(|e| anyhow!("quote: {e:?}"))?;
-        let mut tpm = self.tpm();
-        tpm.attest = attest;
-        tpm.signature = signature;
-        tpm.pcrs = vec![PcrBank {
-            algorithm: HashAlgorithm::Sha256 as i32,
-            values: vec![
-                PcrValue {
-                    index: 0,
-                    digest: vec![1; 32],
-                },
-                PcrValue {
-                    index: 7,
-                    digest: vec![7; 32],
-                },
-            ],
-        }];
-        Ok(Evidence {
-            kind: Some(evidence::Kind::Tpm(tpm)),
-            posture_digest,
-        })
-    }
-}
-
 /// The server's config under `root`: loopback ephemeral ports, generous rate limits, cheap
 /// argon2 (it only runs at account creation and enrollment), no event log required.
 fn write_config(root: &Path, database_url: Option<&str>) -> Result<()> {
@@ -348,10 +194,7 @@ async fn enroll(api: &mut DeviceApiClient<Channel>, i: usize, device: &Device) -
         .enroll_device(EnrollDeviceRequest {
             username,
             password: PASSWORD.into(),
-            evidence: Some(Evidence {
-                kind: Some(evidence::Kind::Tpm(device.tpm())),
-                posture_digest: vec![0; 32],
-            }),
+            evidence: Some(device.enrollment_evidence()),
         })
         .await?
         .into_inner();
@@ -361,7 +204,9 @@ async fn enroll(api: &mut DeviceApiClient<Channel>, i: usize, device: &Device) -
     let credential = enrolled
         .credential
         .ok_or_else(|| anyhow!("no credential challenge"))?;
-    let secret = device.ek.activate(&credential, &device.ak.name()?)?;
+    let secret = device
+        .activate(&credential)?
+        .ok_or_else(|| anyhow!("credential not made for this device"))?;
     api.activate_credential(ActivateCredentialRequest {
         handle: enrolled.handle.clone(),
         secret,

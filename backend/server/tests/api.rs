@@ -6,7 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a failed setup step should stop the test
 
 use std::path::Path;
+
+#[path = "common/soft_device.rs"]
+mod soft_device;
+#[path = "../../storage/tests/common/mod.rs"]
+mod storage_harness;
+use soft_device::SoftDevice as Device;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use storage_harness::{Kind, TestDb};
 
 use enigm_backend::proto::device_api_client::DeviceApiClient;
 use enigm_backend::proto::{
@@ -14,19 +21,8 @@ use enigm_backend::proto::{
     EnrollDeviceRequest, GetChallengeRequest, SubmitEvidenceRequest, SubmitEvidenceResponse, Tier,
 };
 use enigm_backend::{Config, Running};
-use enigm_evidence::v1::{
-    CredentialChallenge, Evidence, HashAlgorithm, PcrBank, PcrValue, TpmEvidence, evidence,
-};
-use enigm_tpm_evidence::attest::ClockInfo;
-use enigm_tpm_evidence::hash::HashAlg;
-use enigm_tpm_evidence::pcr::{PcrSelection, PcrValues};
+use enigm_evidence::v1::{Evidence, PcrBank, evidence};
 use enigm_tpm_evidence::soft::{KeyKind, SoftwareAk};
-use enigm_verifier::credential::kdfa;
-use openssl::encrypt::Decrypter;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::{Padding, Rsa};
-use openssl::sign::Signer;
-use openssl::symm::{Cipher, decrypt};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,158 +30,6 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-fn tpm2b(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
-}
-
-fn untpm2b(bytes: &[u8]) -> (&[u8], &[u8]) {
-    let n = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
-    (&bytes[2..2 + n], &bytes[2 + n..])
-}
-
-/// A software RSA-2048 endorsement key: its TPM2B_PUBLIC and ActivateCredential in software
-/// (MakeCredential's inverse: RSA-OAEP "IDENTITY", KDFa INTEGRITY/STORAGE, HMAC, AES-128-CFB).
-struct SoftEk {
-    key: PKey<Private>,
-    public: Vec<u8>,
-}
-
-impl SoftEk {
-    fn generate() -> Self {
-        let rsa = Rsa::generate(2048).unwrap();
-        let mut t = Vec::new();
-        t.extend(0x0001u16.to_be_bytes()); // RSA
-        t.extend(HashAlg::Sha256.id().to_be_bytes());
-        // fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy | restricted | decrypt
-        t.extend(0x0003_00B2u32.to_be_bytes());
-        t.extend(tpm2b(&[]));
-        t.extend(0x0006u16.to_be_bytes()); // AES
-        t.extend(128u16.to_be_bytes());
-        t.extend(0x0043u16.to_be_bytes()); // CFB
-        t.extend(0x0010u16.to_be_bytes()); // scheme NULL
-        t.extend(2048u16.to_be_bytes());
-        t.extend(0u32.to_be_bytes());
-        t.extend(tpm2b(&rsa.n().to_vec()));
-        Self {
-            key: PKey::from_rsa(rsa).unwrap(),
-            public: tpm2b(&t),
-        }
-    }
-
-    /// ActivateCredential: the secret, or `None` when the credential is not for `name`.
-    fn activate(&self, credential: &CredentialChallenge, name: &[u8]) -> Option<Vec<u8>> {
-        let (id_object, _) = untpm2b(&credential.credential_blob);
-        let (outer_hmac, enc_identity) = untpm2b(id_object);
-        let (encrypted_seed, _) = untpm2b(&credential.encrypted_secret);
-        let mut decrypter = Decrypter::new(&self.key).unwrap();
-        decrypter.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
-        decrypter
-            .set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        decrypter
-            .set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        decrypter.set_rsa_oaep_label(b"IDENTITY\0").unwrap();
-        let mut seed = vec![0u8; decrypter.decrypt_len(encrypted_seed).unwrap()];
-        let n = decrypter.decrypt(encrypted_seed, &mut seed).unwrap();
-        seed.truncate(n);
-        let hmac_key = kdfa(HashAlg::Sha256, &seed, "INTEGRITY", &[], &[], 256).unwrap();
-        let mut signer = Signer::new(
-            openssl::hash::MessageDigest::sha256(),
-            &PKey::hmac(&hmac_key).unwrap(),
-        )
-        .unwrap();
-        signer.update(enc_identity).unwrap();
-        signer.update(name).unwrap();
-        if signer.sign_to_vec().unwrap() != outer_hmac {
-            return None;
-        }
-        let sym = kdfa(HashAlg::Sha256, &seed, "STORAGE", name, &[], 128).unwrap();
-        let plain = decrypt(
-            Cipher::aes_128_cfb128(),
-            &sym,
-            Some(&[0u8; 16]),
-            enc_identity,
-        )
-        .unwrap();
-        Some(untpm2b(&plain).0.to_vec())
-    }
-}
-
-/// A software device: AK, EK and a TPM clock.
-struct Device {
-    ak: SoftwareAk,
-    ek: SoftEk,
-    clock: u64,
-}
-
-impl Device {
-    fn new() -> Self {
-        Self {
-            ak: SoftwareAk::generate(KeyKind::EccP256).unwrap(),
-            ek: SoftEk::generate(),
-            clock: 1000,
-        }
-    }
-
-    fn tpm(&self) -> TpmEvidence {
-        TpmEvidence {
-            ak_public: self.ak.tpm2b_public(),
-            ek_public: self.ek.public.clone(),
-            ..TpmEvidence::default()
-        }
-    }
-
-    fn enrollment_evidence(&self) -> Evidence {
-        Evidence {
-            kind: Some(evidence::Kind::Tpm(self.tpm())),
-            posture_digest: vec![0; 32],
-        }
-    }
-
-    fn quote(&mut self, nonce: &[u8]) -> Evidence {
-        let posture_digest = vec![0x5a; 32];
-        let qualifying = enigm_verifier::qualifying_data(nonce, &posture_digest).unwrap();
-        let selection = PcrSelection::parse("sha256:0,7").unwrap();
-        let mut values = PcrValues::default();
-        values.insert(HashAlg::Sha256, 0, vec![1; 32]);
-        values.insert(HashAlg::Sha256, 7, vec![7; 32]);
-        self.clock += 1000;
-        let clock = ClockInfo {
-            clock: self.clock,
-            reset_count: 1,
-            restart_count: 0,
-            safe: true,
-        };
-        let (attest, signature) = self
-            .ak
-            .quote(&qualifying, &selection, &values, clock)
-            .unwrap();
-        let mut tpm = self.tpm();
-        tpm.attest = attest;
-        tpm.signature = signature;
-        tpm.pcrs = vec![PcrBank {
-            algorithm: HashAlgorithm::Sha256 as i32,
-            values: vec![
-                PcrValue {
-                    index: 0,
-                    digest: vec![1; 32],
-                },
-                PcrValue {
-                    index: 7,
-                    digest: vec![7; 32],
-                },
-            ],
-        }];
-        Evidence {
-            kind: Some(evidence::Kind::Tpm(tpm)),
-            posture_digest,
-        }
-    }
-}
 
 /// Writes the config under `root` (generous rate limits).
 fn write_config(root: &Path, challenge_ttl_secs: u64) {
@@ -272,8 +116,8 @@ async fn enroll(
     let state = enrolled.state();
     let credential = enrolled.credential.unwrap();
     let secret = device
-        .ek
-        .activate(&credential, &device.ak.name().unwrap())
+        .activate(&credential)
+        .unwrap()
         .expect("credential made for this AK under this EK");
     api.activate_credential(ActivateCredentialRequest {
         handle: enrolled.handle.clone(),
@@ -354,7 +198,7 @@ async fn enroll_attest_token_replay_and_expiry() {
         Code::InvalidArgument
     );
 
-    let mut device = Device::new();
+    let mut device = Device::new().unwrap();
     // Wrong password, then a wrong credential secret: refused.
     assert_eq!(
         code(
@@ -396,16 +240,21 @@ async fn enroll_attest_token_replay_and_expiry() {
     // Another AK's name does not open the credential.
     let other = SoftwareAk::generate(KeyKind::EccP256).unwrap();
     let credential = enrolled.credential.unwrap();
+    let as_made = enigm_verifier::credential::Credential {
+        credential_blob: credential.credential_blob.clone(),
+        encrypted_secret: credential.encrypted_secret.clone(),
+    };
     assert!(
         device
             .ek
-            .activate(&credential, &other.name().unwrap())
+            .activate(&as_made, &other.name().unwrap())
+            .unwrap()
             .is_none()
     );
 
     // Before activation, a quote is contraindicated (AK not bound to the EK).
     let nonce = challenge(&mut api, &handle).await;
-    let early = submit(&mut api, &handle, &nonce, device.quote(&nonce))
+    let early = submit(&mut api, &handle, &nonce, device.quote(&nonce).unwrap())
         .await
         .unwrap();
     assert_eq!(early.tier(), Tier::Contraindicated);
@@ -414,10 +263,7 @@ async fn enroll_attest_token_replay_and_expiry() {
         Some(Tier::Contraindicated)
     );
 
-    let secret = device
-        .ek
-        .activate(&credential, &device.ak.name().unwrap())
-        .unwrap();
+    let secret = device.activate(&credential).unwrap().unwrap();
     api.activate_credential(ActivateCredentialRequest {
         handle: handle.clone(),
         secret,
@@ -427,7 +273,7 @@ async fn enroll_attest_token_replay_and_expiry() {
 
     let nonce = challenge(&mut api, &handle).await;
     assert_eq!(nonce.len(), 32);
-    let evidence = device.quote(&nonce);
+    let evidence = device.quote(&nonce).unwrap();
     let result = submit(&mut api, &handle, &nonce, evidence.clone())
         .await
         .unwrap();
@@ -479,7 +325,7 @@ async fn enroll_attest_token_replay_and_expiry() {
     // Expired challenge (TTL 1 s): refused.
     let nonce = challenge(&mut api, &handle).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let expired = submit(&mut api, &handle, &nonce, device.quote(&nonce)).await;
+    let expired = submit(&mut api, &handle, &nonce, device.quote(&nonce).unwrap()).await;
     let status = expired.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("expired"), "{status:?}");
@@ -514,8 +360,8 @@ async fn second_device_pending_until_approved_by_first() {
     let running = start(dir.path()).await;
     let mut api = client(&running).await;
     create_account(&mut api, "carol").await;
-    let mut first = Device::new();
-    let mut second = Device::new();
+    let mut first = Device::new().unwrap();
+    let mut second = Device::new().unwrap();
     let (first_handle, state) = enroll(&mut api, "carol", &first).await;
     assert_eq!(state, DeviceState::Trusted);
     let (second_handle, state) = enroll(&mut api, "carol", &second).await;
@@ -527,9 +373,14 @@ async fn second_device_pending_until_approved_by_first() {
 
     // The pending device may attest, but its result is capped at warning.
     let nonce = challenge(&mut api, &second_handle).await;
-    let pending_result = submit(&mut api, &second_handle, &nonce, second.quote(&nonce))
-        .await
-        .unwrap();
+    let pending_result = submit(
+        &mut api,
+        &second_handle,
+        &nonce,
+        second.quote(&nonce).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pending_result.state(), DeviceState::Pending);
     assert_eq!(
         claim_tier(&pending_result, "lifecycle"),
@@ -537,9 +388,14 @@ async fn second_device_pending_until_approved_by_first() {
     );
 
     let nonce = challenge(&mut api, &first_handle).await;
-    let first_result = submit(&mut api, &first_handle, &nonce, first.quote(&nonce))
-        .await
-        .unwrap();
+    let first_result = submit(
+        &mut api,
+        &first_handle,
+        &nonce,
+        first.quote(&nonce).unwrap(),
+    )
+    .await
+    .unwrap();
 
     let approve = |approver: &str, token: &str| ApproveRequest {
         approver_handle: approver.into(),
@@ -568,9 +424,14 @@ async fn second_device_pending_until_approved_by_first() {
     );
     // Still pending: a further challenge's result is still capped.
     let nonce = challenge(&mut api, &second_handle).await;
-    let still = submit(&mut api, &second_handle, &nonce, second.quote(&nonce))
-        .await
-        .unwrap();
+    let still = submit(
+        &mut api,
+        &second_handle,
+        &nonce,
+        second.quote(&nonce).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(still.state(), DeviceState::Pending);
 
     // Approved by the trusted first device.
@@ -581,9 +442,14 @@ async fn second_device_pending_until_approved_by_first() {
         .into_inner();
     assert_eq!(approved.state(), DeviceState::Trusted);
     let nonce = challenge(&mut api, &second_handle).await;
-    let trusted = submit(&mut api, &second_handle, &nonce, second.quote(&nonce))
-        .await
-        .unwrap();
+    let trusted = submit(
+        &mut api,
+        &second_handle,
+        &nonce,
+        second.quote(&nonce).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(trusted.state(), DeviceState::Trusted);
     assert_eq!(claim_tier(&trusted, "lifecycle"), None);
     // Approving twice: the move no longer exists.
@@ -684,7 +550,7 @@ async fn bad_input_gets_clear_statuses_and_changes_nothing() {
         .unwrap();
     let mut api = DeviceApiClient::new(channel.clone());
     create_account(&mut api, "dave").await;
-    let device = Device::new();
+    let device = Device::new().unwrap();
     let good = EnrollDeviceRequest {
         username: "dave".into(),
         password: PASSWORD.into(),
@@ -780,15 +646,36 @@ async fn bad_input_gets_clear_statuses_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_accounts_devices_challenges_and_certificate() {
+    restart_keeps_state(Kind::Sqlite).await;
+}
+
+/// The same on PostgreSQL (the database started the way the storage suite starts it): the
+/// server's whole path runs against it, and a `pg_dump` holds no raw identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_accounts_devices_challenges_and_certificate_on_postgres() {
+    restart_keeps_state(Kind::Postgres).await;
+}
+
+async fn restart_keeps_state(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), 60);
+    let db = TestDb::new(kind).unwrap();
+    let database = match kind {
+        Kind::Sqlite => String::new(),
+        Kind::Postgres => format!("database_url = \"{}\"\n", db.url()),
+    };
+    write_config_with(
+        dir.path(),
+        60,
+        &database,
+        "[rate_limit]\nper_minute = 60000\nburst = 10000\n",
+    );
     let running = start(dir.path()).await;
     let fingerprint = running.fingerprint.clone();
     assert_eq!(fingerprint.len(), 32 * 3 - 1);
     let mut api = client(&running).await;
-    create_account(&mut api, "erin").await;
-    let mut device = Device::new();
-    let (handle, _) = enroll(&mut api, "erin", &device).await;
+    create_account(&mut api, "erin.restart").await;
+    let mut device = Device::new().unwrap();
+    let (handle, _) = enroll(&mut api, "erin.restart", &device).await;
     let nonce = challenge(&mut api, &handle).await;
     // Private files are 0600.
     for file in ["backend-keys.toml", "backend-token.pem", "backend-tls.key"] {
@@ -806,17 +693,17 @@ async fn restart_keeps_accounts_devices_challenges_and_certificate() {
     assert_eq!(running.fingerprint, fingerprint, "certificate kept");
     let mut api = client(&running).await;
     // The challenge issued before the restart is still pending and answers once.
-    let result = submit(&mut api, &handle, &nonce, device.quote(&nonce))
+    let result = submit(&mut api, &handle, &nonce, device.quote(&nonce).unwrap())
         .await
         .unwrap();
     assert_eq!(result.state(), DeviceState::Trusted);
     assert_eq!(claim_tier(&result, "ak-binding"), Some(Tier::Affirming));
     assert_eq!(
-        code(submit(&mut api, &handle, &nonce, device.quote(&nonce)).await),
+        code(submit(&mut api, &handle, &nonce, device.quote(&nonce).unwrap()).await),
         Code::FailedPrecondition
     );
     // The account is kept: a second device of it is pending.
-    let (_, state) = enroll(&mut api, "erin", &Device::new()).await;
+    let (_, state) = enroll(&mut api, "erin.restart", &Device::new().unwrap()).await;
     assert_eq!(state, DeviceState::Pending);
     // The token signing key is kept: the new instance's keys verify a token it just issued
     // and the old ring's kid is the same.
@@ -825,6 +712,20 @@ async fn restart_keeps_accounts_devices_challenges_and_certificate() {
         .unwrap();
     drop(api);
     running.shutdown().await;
+    if kind == Kind::Postgres {
+        let dump = db.dump().unwrap();
+        let ak = device.ak.tpm2b_public();
+        for (what, needle) in [
+            ("username", b"erin.restart".to_vec()),
+            ("raw AK public area", ak[2..].to_vec()),
+            ("raw EK public area", device.ek.public()[2..].to_vec()),
+        ] {
+            assert!(
+                !dump.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} in pg_dump"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -835,12 +736,12 @@ async fn suspended_device_gets_nothing_and_its_results_stop_verifying() {
     let running = start(dir.path()).await;
     let mut api = client(&running).await;
     create_account(&mut api, "frank").await;
-    let mut device = Device::new();
-    let mut second = Device::new();
+    let mut device = Device::new().unwrap();
+    let mut second = Device::new().unwrap();
     let (handle, _) = enroll(&mut api, "frank", &device).await;
     let (second_handle, _) = enroll(&mut api, "frank", &second).await;
     let nonce = challenge(&mut api, &handle).await;
-    let result = submit(&mut api, &handle, &nonce, device.quote(&nonce))
+    let result = submit(&mut api, &handle, &nonce, device.quote(&nonce).unwrap())
         .await
         .unwrap();
     let pending_nonce = challenge(&mut api, &handle).await;
@@ -849,7 +750,7 @@ async fn suspended_device_gets_nothing_and_its_results_stop_verifying() {
         &mut api,
         &second_handle,
         &second_nonce,
-        second.quote(&second_nonce),
+        second.quote(&second_nonce).unwrap(),
     )
     .await
     .unwrap();
@@ -897,7 +798,7 @@ async fn suspended_device_gets_nothing_and_its_results_stop_verifying() {
         &mut api,
         &handle,
         &pending_nonce,
-        device.quote(&pending_nonce),
+        device.quote(&pending_nonce).unwrap(),
     )
     .await
     .unwrap_err();
@@ -973,7 +874,7 @@ fn change(handle: &str, reason: &str) -> AdminTransitionRequest {
 /// Challenge, quote, submit: the device's token.
 async fn attest(api: &mut DeviceApiClient<Channel>, handle: &str, device: &mut Device) -> String {
     let nonce = challenge(api, handle).await;
-    submit(api, handle, &nonce, device.quote(&nonce))
+    submit(api, handle, &nonce, device.quote(&nonce).unwrap())
         .await
         .unwrap()
         .token
@@ -1024,7 +925,7 @@ async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
         .unwrap()
         .into_inner()
         .account_id;
-    let mut device = Device::new();
+    let mut device = Device::new().unwrap();
     let (handle, state) = enroll(&mut api, "gina", &device).await;
     assert_eq!(state, DeviceState::Trusted);
     let token = attest(&mut api, &handle, &mut device).await;
@@ -1217,11 +1118,11 @@ async fn admin_approve_and_replace_atomically() {
     let mut admin = admin_client(&running).await;
     create_account(&mut api, "hana").await;
     create_account(&mut api, "ivan").await;
-    let mut first = Device::new();
-    let mut second = Device::new();
-    let third = Device::new();
-    let fourth = Device::new();
-    let foreign = Device::new();
+    let mut first = Device::new().unwrap();
+    let mut second = Device::new().unwrap();
+    let third = Device::new().unwrap();
+    let fourth = Device::new().unwrap();
+    let foreign = Device::new().unwrap();
     let (a, _) = enroll(&mut api, "hana", &first).await;
     let (b, b_state) = enroll(&mut api, "hana", &second).await;
     let (c, _) = enroll(&mut api, "hana", &third).await;
@@ -1369,7 +1270,7 @@ async fn rate_limit_trips_then_recovers() {
     let running = start(dir.path()).await;
     let mut api = client(&running).await;
     create_account(&mut api, "jane").await;
-    let device = Device::new();
+    let device = Device::new().unwrap();
     let (handle, _) = enroll(&mut api, "jane", &device).await;
     tokio::time::sleep(Duration::from_millis(400)).await; // buckets full again
     // The burst passes; within a few more calls (a token refills every 100 ms) it trips.
@@ -1424,19 +1325,19 @@ async fn purge_task_deletes_expired_challenges() {
     let running = start(dir.path()).await;
     let mut api = client(&running).await;
     create_account(&mut api, "lena").await;
-    let mut device = Device::new();
+    let mut device = Device::new().unwrap();
     let (handle, _) = enroll(&mut api, "lena", &device).await;
     let old = challenge(&mut api, &handle).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
     // Past its expiry and its (zero) retention: purged, so now unknown rather than expired.
-    let status = submit(&mut api, &handle, &old, device.quote(&old))
+    let status = submit(&mut api, &handle, &old, device.quote(&old).unwrap())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("unknown challenge"), "{status:?}");
     // A challenge inside its validity is kept and works.
     let fresh = challenge(&mut api, &handle).await;
-    submit(&mut api, &handle, &fresh, device.quote(&fresh))
+    submit(&mut api, &handle, &fresh, device.quote(&fresh).unwrap())
         .await
         .unwrap();
     let metrics = https_get(&running, "/metrics").await;
