@@ -8,8 +8,7 @@
 //! `cargo bench -p enigm-backend --bench roundtrip` (`cargo xtask bench` runs it).
 //! Environment: `ENIGM_BENCH_SECS` (measured seconds per engine, default 10),
 //! `ENIGM_BENCH_DEVICES` (devices = concurrent clients, default 64),
-//! `ENIGM_BENCH_ENGINES` (`sqlite,postgres` by default), `ENIGM_BENCH_CLIENT_NODELAY=1`
-//! (diagnostic: TCP_NODELAY on the load generator's sockets; see docs/benchmarks.md).
+//! `ENIGM_BENCH_ENGINES` (`sqlite,postgres` by default).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -152,33 +151,9 @@ fn write_config(root: &Path, database_url: Option<&str>) -> Result<()> {
 }
 
 async fn client(running: &Running) -> Result<DeviceApiClient<Channel>> {
-    if std::env::var_os("ENIGM_BENCH_CLIENT_NODELAY").is_some() {
-        return Ok(DeviceApiClient::new(nodelay_channel(running).await?));
-    }
     let channel =
         enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost").await?;
     Ok(DeviceApiClient::new(channel))
-}
-
-/// Diagnostic only (`ENIGM_BENCH_CLIENT_NODELAY=1`): `enigm_backend::client::channel` with
-/// TCP_NODELAY on the client's socket, to show what Nagle's algorithm costs on the client side.
-async fn nodelay_channel(running: &Running) -> Result<Channel> {
-    let connector = enigm_backend::client::pinned_connector(&running.cert_pem, b"\x02h2")?;
-    let addr = running.grpc_addr;
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))?;
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let connector = connector.clone();
-            async move {
-                let stream =
-                    enigm_backend::client::connect_tls(&connector, addr, "localhost").await?;
-                stream.get_ref().set_nodelay(true)?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
-        .await?;
-    Ok(channel)
 }
 
 /// Creates an account for the device (so every device is its account's first, trusted one),

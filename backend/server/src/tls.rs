@@ -147,15 +147,7 @@ pub fn ensure_certificate(cert: &Path, key: &Path, names: &[String]) -> Result<b
 /// The SHA-256 fingerprint of a PEM certificate, as `openssl x509 -fingerprint -sha256`
 /// prints it (upper-case hex pairs joined by colons).
 pub fn fingerprint(cert_pem: &[u8]) -> Result<String, TlsError> {
-    let cert = X509::from_pem(cert_pem).map_err(ssl("reading certificate"))?;
-    let digest = cert
-        .digest(MessageDigest::sha256())
-        .map_err(ssl("fingerprint"))?;
-    Ok(digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":"))
+    enigm_backend_client::fingerprint(cert_pem).map_err(ssl("fingerprint"))
 }
 
 /// A TLS acceptor for `cert`/`key` offering `alpn` (wire format, e.g. `b"\x02h2"`).

@@ -523,8 +523,11 @@ async fn raw_call(
 }
 
 async fn https_get(running: &Running, path: &str) -> String {
-    let connector =
-        enigm_backend::client::pinned_connector(&running.cert_pem, b"\x08http/1.1").unwrap();
+    let connector = enigm_backend::client::pinned_connector(
+        &running.cert_pem,
+        enigm_backend::client::ALPN_HTTP1,
+    )
+    .unwrap();
     let mut stream = enigm_backend::client::connect_tls(&connector, running.http_addr, "localhost")
         .await
         .unwrap();
