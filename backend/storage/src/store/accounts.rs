@@ -92,36 +92,29 @@ impl Store {
 
     /// Replace the account's recovery hash (argon2id PHC string of a new recovery phrase).
     pub async fn set_recovery_hash(&self, id: &AccountId, recovery_hash: &str) -> Result<()> {
-        let update = sqlx::query("UPDATE accounts SET recovery_hash = $1 WHERE id = $2")
-            .bind(recovery_hash.to_owned())
-            .bind(id.0.clone());
-        let done = self
-            .execute_write(
-                Durability::Synced,
-                update,
-                StoreError::db("setting a recovery hash"),
-            )
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "account",
-                key: id.0.clone(),
-            });
-        }
-        Ok(())
+        let update = sqlx::query("UPDATE accounts SET recovery_hash = $1 WHERE id = $2");
+        self.set_account_hash(id, update, recovery_hash, "setting a recovery hash")
+            .await
     }
 
     /// Replace the account's password hash (argon2id PHC string).
     pub async fn set_password_hash(&self, id: &AccountId, password_hash: &str) -> Result<()> {
-        let update = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash.to_owned())
-            .bind(id.0.clone());
+        let update = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2");
+        self.set_account_hash(id, update, password_hash, "setting a password hash")
+            .await
+    }
+
+    /// Run `update` (`SET column = $1 WHERE id = $2`) with `hash` for account `id`.
+    async fn set_account_hash(
+        &self,
+        id: &AccountId,
+        update: WriteQuery,
+        hash: &str,
+        op: &'static str,
+    ) -> Result<()> {
+        let update = update.bind(hash.to_owned()).bind(id.0.clone());
         let done = self
-            .execute_write(
-                Durability::Synced,
-                update,
-                StoreError::db("setting a password hash"),
-            )
+            .execute_write(Durability::Synced, update, StoreError::db(op))
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {

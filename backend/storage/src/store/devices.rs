@@ -83,8 +83,8 @@ impl Store {
                     (&handle, &account, &actor, reason.as_str(), state);
                 let mut tx = begin(conn, store.engine, "enrolling a device").await?;
                 sqlx::query(
-                    "INSERT INTO devices (handle, account_id, state, sealed_verifier, created_at, \
-             state_changed_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                    "INSERT INTO devices (handle, account_id, state, sealed_verifier, \
+                     created_at, state_changed_at) VALUES ($1, $2, $3, $4, $5, $5)",
                 )
                 .bind(handle.as_str())
                 .bind(&account.0)
@@ -205,8 +205,7 @@ impl Store {
     }
 
     /// Move a device from `from` to `to` if it is in `from` (compare-and-set), recording the
-    /// transition in the same transaction. Entering suspended, revoked or retired also bumps
-    /// the device's revocation epoch, in the same transaction.
+    /// transition and bumping the device's revocation epoch in the same transaction.
     pub async fn transition(
         &self,
         handle: &DeviceHandle,
@@ -223,17 +222,8 @@ impl Store {
             Box::pin(async move {
                 let (handle, actor, reason) = (&handle, &actor, reason.as_str());
                 let mut tx = begin(conn, store.engine, "changing a device state").await?;
-                let done = sqlx::query(
-            "UPDATE devices SET state = $1, state_changed_at = $2 WHERE handle = $3 AND state = $4",
-        )
-        .bind(to.as_str())
-        .bind(at)
-        .bind(handle.as_str())
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db("changing a device state"))?;
-                if done.rows_affected() != 1 {
+                let changed = set_state_if(&mut tx, handle, from, to, at).await?;
+                if !changed {
                     let actual = Self::current_state(&mut tx, handle).await?.map(|(s, _)| s);
                     // Dropping the transaction rolls it back; nothing changed.
                     return Err(match actual {
@@ -311,8 +301,8 @@ impl Store {
                         return Err(refused(format!("{new} is {s}, not pending or trusted")));
                     }
                 };
-                // Compare-and-set on the states just read; the transaction's write lock (SQLite) or
-                // row locks (PostgreSQL) order concurrent changes.
+                // Compare-and-set on the states just read; the transaction's write lock
+                // (SQLite) or row locks (PostgreSQL) order concurrent changes.
                 for (handle, from, to) in [
                     (old, old_from, DeviceState::Revoked),
                     (new, new_from, DeviceState::Trusted),
@@ -320,18 +310,7 @@ impl Store {
                     if from == to {
                         continue;
                     }
-                    let done = sqlx::query(
-                        "UPDATE devices SET state = $1, state_changed_at = $2 \
-                 WHERE handle = $3 AND state = $4",
-                    )
-                    .bind(to.as_str())
-                    .bind(at)
-                    .bind(handle.as_str())
-                    .bind(from.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("changing a device state in a replacement"))?;
-                    if done.rows_affected() != 1 {
+                    if !set_state_if(&mut tx, handle, from, to, at).await? {
                         return Err(refused(format!("{handle} changed state concurrently")));
                     }
                     store
@@ -406,4 +385,26 @@ pub(super) async fn write_verifier(
         return Err(not_found_device(handle));
     }
     Ok(())
+}
+
+/// Compare-and-set a device's state on `conn`: `from` becomes `to` (changed at `at`, ms);
+/// false when the device is not in `from` (or not enrolled).
+async fn set_state_if(
+    conn: &mut AnyConnection,
+    handle: &DeviceHandle,
+    from: DeviceState,
+    to: DeviceState,
+    at: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE devices SET state = $1, state_changed_at = $2 WHERE handle = $3 AND state = $4",
+    )
+    .bind(to.as_str())
+    .bind(at)
+    .bind(handle.as_str())
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::db("changing a device state"))?;
+    Ok(done.rows_affected() == 1)
 }
