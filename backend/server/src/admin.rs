@@ -237,6 +237,18 @@ impl AdminApi for AdminService {
                 .collect(),
         }))
     }
+
+    async fn get_revocations(
+        &self,
+        request: Request<proto::GetRevocationsRequest>,
+    ) -> Result<Response<proto::GetRevocationsResponse>, Status> {
+        self.authenticate(&request)?;
+        let since = request.into_inner().since_version;
+        self.shared
+            .revocations_response(since)
+            .await
+            .map(Response::new)
+    }
 }
 
 #[cfg(test)]

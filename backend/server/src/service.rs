@@ -366,7 +366,8 @@ impl Shared {
                 "{field}: missing or too long"
             )));
         }
-        let device = self.device(handle).await?;
+        // The token is checked before the device is looked up, so a caller without a valid
+        // result for `handle` learns nothing about whether it is enrolled.
         let epoch = self
             .store
             .revocation_epoch(handle)
@@ -387,7 +388,7 @@ impl Shared {
                 "{field}: the attestation result is contraindicated"
             )));
         }
-        Ok(device)
+        self.device(handle).await
     }
 
     /// The signed revocation list: every enrolled device with its current epoch. Its version
@@ -407,6 +408,30 @@ impl Shared {
             list.set(handle.as_str(), u64::try_from(epoch).unwrap_or(0));
         }
         Ok((version, list))
+    }
+
+    /// The signed revocation list for a caller that holds version `since_version`: empty
+    /// and unchanged when that is still the current one.
+    pub async fn revocations_response(
+        &self,
+        since_version: u64,
+    ) -> Result<proto::GetRevocationsResponse, Status> {
+        let (version, list) = self.revocations().await?;
+        if since_version == version {
+            return Ok(proto::GetRevocationsResponse {
+                signed_list: String::new(),
+                version,
+                changed: false,
+            });
+        }
+        let signed_list = list
+            .sign(&self.keyring)
+            .map_err(|e| internal("signing the revocation list", e))?;
+        Ok(proto::GetRevocationsResponse {
+            signed_list,
+            version,
+            changed: true,
+        })
     }
 
     /// The device with this handle, or `NotFound`.
@@ -805,21 +830,18 @@ impl DeviceApi for DeviceService {
     ) -> Result<Response<proto::GetRevocationsResponse>, Status> {
         let s = &self.shared;
         let req = request.into_inner();
-        let (version, list) = s.revocations().await?;
-        if req.since_version == version {
-            return Ok(Response::new(proto::GetRevocationsResponse {
-                signed_list: String::new(),
-                version,
-                changed: false,
-            }));
-        }
-        let signed_list = list
-            .sign(&s.keyring)
-            .map_err(|e| internal("signing the revocation list", e))?;
-        Ok(Response::new(proto::GetRevocationsResponse {
-            signed_list,
-            version,
-            changed: true,
-        }))
+        // A missing or malformed credential is "not authenticated" too.
+        let as_unauthenticated = |e: Status| match e.code() {
+            tonic::Code::InvalidArgument => Status::unauthenticated(e.message().to_owned()),
+            _ => e,
+        };
+        let caller =
+            parse_handle("caller_handle", &req.caller_handle).map_err(as_unauthenticated)?;
+        s.device_with_token(&caller, "caller_token", &req.caller_token)
+            .await
+            .map_err(as_unauthenticated)?;
+        s.revocations_response(req.since_version)
+            .await
+            .map(Response::new)
     }
 }

@@ -883,13 +883,14 @@ async fn attest(api: &mut DeviceApiClient<Channel>, handle: &str, device: &mut D
         .token
 }
 
-/// The current revocation list, after checking its signature with `ring`.
+/// The current revocation list from the admin API, after checking its signature with `ring`.
 async fn revocations(
-    api: &mut DeviceApiClient<Channel>,
+    admin: &mut AdminApiClient<Channel>,
+    key: &str,
     ring: &enigm_backend_tokens::KeyRing,
 ) -> RevocationList {
-    let response = api
-        .get_revocations(GetRevocationsRequest { since_version: 0 })
+    let response = admin
+        .get_revocations(authed(key, GetRevocationsRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -960,15 +961,49 @@ async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
     );
 
     // The signed list reflects the device and verifies its token.
-    let before = revocations(&mut api, &ring).await;
+    let before = revocations(&mut admin, &key, &ring).await;
     assert_eq!(before.devices.get(&handle), Some(&0));
     enigm_backend_tokens::verify(&token, &ring, now(), &before).unwrap();
-    // Tampered lists do not open.
+    // Devices get it only with their own current result; nobody else at all.
+    let as_device = |caller_handle: &str, caller_token: &str| GetRevocationsRequest {
+        since_version: 0,
+        caller_handle: caller_handle.into(),
+        caller_token: caller_token.into(),
+    };
+    for (who, request) in [
+        ("nobody", GetRevocationsRequest::default()),
+        ("a handle without a token", as_device(&handle, "")),
+        ("a forged token", as_device(&handle, "e30.e30.AAAA")),
+        (
+            "another handle's token",
+            as_device(&"ab".repeat(32), &token),
+        ),
+    ] {
+        assert_eq!(
+            code(api.get_revocations(request).await),
+            Code::Unauthenticated,
+            "{who}"
+        );
+    }
+    assert_eq!(
+        code(
+            admin
+                .get_revocations(tonic::Request::new(GetRevocationsRequest::default()))
+                .await
+        ),
+        Code::Unauthenticated,
+        "admin API without the key"
+    );
     let signed = api
-        .get_revocations(GetRevocationsRequest { since_version: 0 })
+        .get_revocations(as_device(&handle, &token))
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(
+        RevocationList::open(&signed.signed_list, &ring).unwrap(),
+        before
+    );
+    // Tampered lists do not open.
     let mut tampered = signed.signed_list.clone().into_bytes();
     let mid = tampered.len() / 2;
     tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
@@ -977,6 +1012,7 @@ async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
     let same = api
         .get_revocations(GetRevocationsRequest {
             since_version: signed.version,
+            ..as_device(&handle, &token)
         })
         .await
         .unwrap()
@@ -999,10 +1035,15 @@ async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
         ),
         Code::PermissionDenied
     );
-    let after = revocations(&mut api, &ring).await;
+    let after = revocations(&mut admin, &key, &ring).await;
     assert!(after.version > before.version);
     assert!(after.devices[&handle] > before.devices[&handle]);
     assert!(enigm_backend_tokens::verify(&token, &ring, now(), &after).is_err());
+    // Its old result no longer fetches the list either.
+    assert_eq!(
+        code(api.get_revocations(as_device(&handle, &token)).await),
+        Code::Unauthenticated
+    );
     // Suspending again is not a move.
     assert_eq!(
         code(admin.suspend(authed(&key, change(&handle, "again"))).await),
@@ -1017,7 +1058,7 @@ async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
         .into_inner();
     assert_eq!(reinstated.state(), DeviceState::Trusted);
     let fresh = attest(&mut api, &handle, &mut device).await;
-    let list = revocations(&mut api, &ring).await;
+    let list = revocations(&mut admin, &key, &ring).await;
     enigm_backend_tokens::verify(&fresh, &ring, now(), &list).unwrap();
     assert!(enigm_backend_tokens::verify(&token, &ring, now(), &list).is_err());
 
@@ -1040,7 +1081,7 @@ async fn admin_suspend_reinstate_revoke_retire_with_signed_revocation_list() {
         ),
         Code::PermissionDenied
     );
-    let list = revocations(&mut api, &ring).await;
+    let list = revocations(&mut admin, &key, &ring).await;
     assert!(enigm_backend_tokens::verify(&fresh, &ring, now(), &list).is_err());
     assert_eq!(
         code(admin.reinstate(authed(&key, change(&handle, "oops"))).await),
@@ -1144,7 +1185,7 @@ async fn admin_approve_and_replace_atomically() {
             .state(),
         DeviceState::Trusted
     );
-    let list = revocations(&mut api, &ring).await;
+    let list = revocations(&mut admin, &key, &ring).await;
     assert!(enigm_backend_tokens::verify(&pending_token, &ring, now(), &list).is_err());
     assert_eq!(
         code(admin.approve(authed(&key, change(&b, "twice"))).await),
@@ -1174,7 +1215,7 @@ async fn admin_approve_and_replace_atomically() {
         .into_inner();
     assert_eq!(replaced.old_state(), DeviceState::Revoked);
     assert_eq!(replaced.new_state(), DeviceState::Trusted);
-    let list = revocations(&mut api, &ring).await;
+    let list = revocations(&mut admin, &key, &ring).await;
     assert!(enigm_backend_tokens::verify(&a_token, &ring, now(), &list).is_err());
     assert_eq!(
         code(
