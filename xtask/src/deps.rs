@@ -79,6 +79,10 @@ pub const PACKAGES: &[Package] = &[
         name: "postgresql",
         needed_by: "PostgreSQL server + pg_dump: the backend storage suite on PostgreSQL",
     },
+    Package {
+        name: "cryptsetup-bin",
+        needed_by: "veritysetup: the oracle for our dm-verity hash trees",
+    },
 ];
 
 /// Where the daemons keep their sysusers.d files, relative to the workspace root:
