@@ -83,6 +83,14 @@ pub const PACKAGES: &[Package] = &[
         name: "cryptsetup-bin",
         needed_by: "veritysetup: the oracle for our dm-verity hash trees",
     },
+    Package {
+        name: "gdisk",
+        needed_by: "sgdisk -v: the oracle for our GPT writes (both copies, checksums)",
+    },
+    Package {
+        name: "fdisk",
+        needed_by: "sfdisk --json: the oracle for our A/B slot attribute bits",
+    },
 ];
 
 /// Where the daemons keep their sysusers.d files, relative to the workspace root:
