@@ -15,8 +15,8 @@ use enigm_backend_lifecycle::{
 };
 use enigm_backend_storage as storage;
 use enigm_backend_storage::{
-    Actor, AttestationRecord, ChallengeOutcome, ChallengePeek, ClockInfo, DeviceHandle, NewAccount,
-    NewDevice, Recorded, Store, StoreError, VerifierData,
+    Actor, AttestationRecord, ChallengeIssue, ChallengeOutcome, ChallengePeek, ClockInfo,
+    DeviceHandle, NewAccount, NewDevice, Recorded, Store, StoreError, VerifierData,
 };
 use enigm_backend_tokens::{Claims, KeyRing, PostureSummary, Tier as TokenTier};
 use enigm_evidence::v1::{CredentialChallenge, Evidence, HashAlgorithm, TpmEvidence, evidence};
@@ -609,20 +609,23 @@ impl DeviceApi for DeviceService {
         let req = request.into_inner();
         let handle = parse_handle("handle", &req.handle)?;
         s.rate_limit(ip, Some(&handle))?;
-        let device = s.device(&handle).await?;
-        if device.state.attestation_access() == AttestationAccess::Denied {
-            return Err(Status::permission_denied(format!(
-                "a {} device gets no attestation results",
-                device.state
-            )));
-        }
         let mut nonce = vec![0u8; NONCE_LEN];
         openssl::rand::rand_bytes(&mut nonce).map_err(|e| internal("random nonce", e))?;
         let now = SystemTime::now();
-        s.store
+        match s
+            .store
             .issue_challenge(&handle, &nonce, now, s.challenge_ttl)
             .await
-            .map_err(store_status)?;
+            .map_err(store_status)?
+        {
+            ChallengeIssue::Issued => {}
+            ChallengeIssue::NotEnrolled => return Err(Status::not_found("device not enrolled")),
+            ChallengeIssue::Refused(state) => {
+                return Err(Status::permission_denied(format!(
+                    "a {state} device gets no attestation results"
+                )));
+            }
+        }
         s.metrics.challenge_issued();
         Ok(Response::new(proto::GetChallengeResponse {
             nonce,

@@ -26,9 +26,9 @@ pub mod store;
 pub use error::{Engine, StoreError};
 pub use lookup::{DeviceHandle, LookupError, ServerSecret, handle, username_hash};
 pub use model::{
-    Account, AccountId, Actor, Appraisal, AttestationRecord, ChallengeOutcome, ChallengePeek,
-    ClockInfo, ConnectionRecord, Device, DeviceState, Epochs, NewAccount, NewDevice, PurgeCounts,
-    Recorded, ResealCounts, Retention, Transition, VerifierData, invalidates_results,
+    Account, AccountId, Actor, Appraisal, AttestationRecord, ChallengeIssue, ChallengeOutcome,
+    ChallengePeek, ClockInfo, ConnectionRecord, Device, DeviceState, Epochs, NewAccount, NewDevice,
+    PurgeCounts, Recorded, ResealCounts, Retention, Transition, VerifierData, invalidates_results,
 };
 pub use seal::{Aad, KeyFile, KeyFileError, SealError, Sealer, SealingKey, ServerKeys};
 pub use store::Store;

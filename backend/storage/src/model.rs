@@ -220,6 +220,17 @@ pub enum ChallengeOutcome {
     Expired,
 }
 
+/// What issuing a challenge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeIssue {
+    /// Stored.
+    Issued,
+    /// No device with that handle.
+    NotEnrolled,
+    /// The device is in a state that gets no attestation results; nothing was stored.
+    Refused(DeviceState),
+}
+
 /// What a challenge is, read without using it up ([`crate::Store::peek_challenge`]).
 #[derive(Debug, Clone)]
 pub enum ChallengePeek {

@@ -11,9 +11,9 @@ use anyhow::Result;
 use base64::Engine as _;
 use common::{Kind, TestDb};
 use enigm_backend_storage::{
-    AccountId, Actor, AttestationRecord, ChallengeOutcome, ChallengePeek, ClockInfo, DeviceHandle,
-    DeviceState, KeyFile, NewAccount, NewDevice, Recorded, Retention, SealError, ServerKeys, Store,
-    StoreError, VerifierData, handle,
+    AccountId, Actor, AttestationRecord, ChallengeIssue, ChallengeOutcome, ChallengePeek,
+    ClockInfo, DeviceHandle, DeviceState, KeyFile, NewAccount, NewDevice, Recorded, Retention,
+    SealError, ServerKeys, Store, StoreError, VerifierData, handle,
 };
 use serde_json::json;
 
@@ -688,6 +688,29 @@ async fn attestation_write_is_one_transaction(kind: Kind) -> Result<()> {
     // The epoch comes with the challenge: a state change bumps it.
     store
         .transition(
+            g,
+            DeviceState::Pending,
+            DeviceState::Trusted,
+            &Actor::Device(h.clone()),
+            "approved",
+            t(120),
+        )
+        .await?;
+    let n3: &'static [u8] = Box::leak(random_bytes(32).into_boxed_slice());
+    assert_eq!(
+        store.issue_challenge(g, n3, t(120), ttl).await?,
+        ChallengeIssue::Issued
+    );
+    match store.peek_challenge(n3, t(121)).await? {
+        ChallengePeek::Pending { device, epoch } => {
+            assert_eq!(device.state, DeviceState::Trusted);
+            assert_eq!(epoch, 1);
+        }
+        other => panic!("expected pending, got {other:?}"),
+    }
+    // Suspended and unknown devices get no challenge, and nothing is stored.
+    store
+        .transition(
             h,
             DeviceState::Trusted,
             DeviceState::Suspended,
@@ -696,15 +719,22 @@ async fn attestation_write_is_one_transaction(kind: Kind) -> Result<()> {
             t(120),
         )
         .await?;
-    let n3: &'static [u8] = Box::leak(random_bytes(32).into_boxed_slice());
-    store.issue_challenge(h, n3, t(120), ttl).await?;
-    match store.peek_challenge(n3, t(121)).await? {
-        ChallengePeek::Pending { device, epoch } => {
-            assert_eq!(device.state, DeviceState::Suspended);
-            assert_eq!(epoch, 1);
-        }
-        other => panic!("expected pending, got {other:?}"),
-    }
+    let refused = random_bytes(32);
+    assert_eq!(
+        store.issue_challenge(h, &refused, t(120), ttl).await?,
+        ChallengeIssue::Refused(DeviceState::Suspended)
+    );
+    assert!(matches!(
+        store.peek_challenge(&refused, t(120)).await?,
+        ChallengePeek::Unknown
+    ));
+    let stranger = handle(store.lookup_secret(), b"never enrolled")?;
+    assert_eq!(
+        store
+            .issue_challenge(&stranger, &refused, t(120), ttl)
+            .await?,
+        ChallengeIssue::NotEnrolled
+    );
 
     // Concurrent recorders on two nodes: exactly one appraisal.
     let other = Store::open(db.url(), kf.clone().into_keys()?).await?;
@@ -719,7 +749,7 @@ async fn attestation_write_is_one_transaction(kind: Kind) -> Result<()> {
         tasks.push(tokio::spawn(async move {
             s.record_attestation(&AttestationRecord {
                 nonce: n3,
-                device: h,
+                device: g,
                 at: t(122),
                 verifier: None,
                 tier: "warning",
@@ -737,7 +767,7 @@ async fn attestation_write_is_one_transaction(kind: Kind) -> Result<()> {
         }
     }
     assert_eq!(recorded, 1);
-    assert_eq!(store.list_appraisals(h).await?.len(), 2);
+    assert_eq!(store.list_appraisals(g).await?.len(), 1);
     other.close().await;
     store.close().await;
     Ok(())

@@ -71,7 +71,7 @@ impl Store {
              FROM accounts WHERE username_hash = $1",
         )
         .bind(&uh)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("looking up an account by username"))?;
         row.map(|r| self.account_from_row(&r)).transpose()
@@ -84,7 +84,7 @@ impl Store {
              FROM accounts WHERE id = $1",
         )
         .bind(&id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("reading an account"))?;
         row.map(|r| self.account_from_row(&r)).transpose()

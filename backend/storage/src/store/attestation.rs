@@ -3,34 +3,49 @@
 use super::devices::write_verifier;
 use super::*;
 
+/// The states in which a device is issued challenges: those whose attestation access is not
+/// denied (checked against the lifecycle rules by a test).
+const CHALLENGE_STATES: [DeviceState; 2] = [DeviceState::Pending, DeviceState::Trusted];
+
 impl Store {
-    /// Store a challenge nonce issued to `handle`, valid until `now + ttl`. Only a keyed
-    /// hash of the nonce is stored.
+    /// Store a challenge nonce issued to `handle`, valid until `now + ttl`, if the device
+    /// is enrolled and in a state that may attest; only a keyed hash of the nonce is
+    /// stored. The state check and the insert are one statement.
     pub async fn issue_challenge(
         &self,
         handle: &DeviceHandle,
         nonce: &[u8],
         now: SystemTime,
         ttl: Duration,
-    ) -> Result<()> {
+    ) -> Result<ChallengeIssue> {
         let expires = ms(now)?
             .checked_add(dur_ms(ttl)?)
             .ok_or(StoreError::TimeOutOfRange)?;
         let nh = nonce_hash(&self.keys.lookup, nonce)?;
+        let [first, second] = CHALLENGE_STATES;
         let insert = sqlx::query(
             "INSERT INTO challenges (nonce_hash, device_handle, expires_at, used) \
-             VALUES ($1, $2, $3, 0)",
+             SELECT $1, handle, $3, 0 FROM devices WHERE handle = $2 AND state IN ($4, $5)",
         )
         .bind(nh)
         .bind(handle.as_str().to_owned())
-        .bind(expires);
-        self.execute_write(
-            Durability::Relaxed,
-            insert,
-            StoreError::db("issuing a challenge"),
-        )
-        .await?;
-        Ok(())
+        .bind(expires)
+        .bind(first.as_str())
+        .bind(second.as_str());
+        let done = self
+            .execute_write(
+                Durability::Relaxed,
+                insert,
+                StoreError::db("issuing a challenge"),
+            )
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(ChallengeIssue::Issued);
+        }
+        Ok(match self.get_device(handle).await? {
+            None => ChallengeIssue::NotEnrolled,
+            Some(device) => ChallengeIssue::Refused(device.state),
+        })
     }
 
     /// Use a challenge: succeeds once, and only while `now` is not past its expiry. The
@@ -63,7 +78,7 @@ impl Store {
              LEFT JOIN revocation_epochs r ON r.scope = d.handle WHERE c.nonce_hash = $1",
         )
         .bind(&nh)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("reading a challenge"))?;
         let Some(row) = row else {
@@ -152,7 +167,7 @@ impl Store {
              ORDER BY at, id",
         )
         .bind(handle.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("listing appraisals"))?;
         rows.iter()
@@ -201,7 +216,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, at, sealed_remote_addr FROM connection_records ORDER BY at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("listing connection records"))?;
         rows.iter()
@@ -303,4 +318,18 @@ async fn consume(
         // Pending, but issued to another device than the one recording it.
         Some(_) => ChallengeOutcome::Unknown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enigm_backend_lifecycle::AttestationAccess;
+
+    #[test]
+    fn challenge_states_follow_the_lifecycle_rules() {
+        for state in DeviceState::ALL {
+            let may_attest = state.attestation_access() != AttestationAccess::Denied;
+            assert_eq!(CHALLENGE_STATES.contains(&state), may_attest, "{state}");
+        }
+    }
 }

@@ -146,7 +146,7 @@ impl Store {
             "{DEVICE_COLUMNS} WHERE handle = $1"
         )))
         .bind(handle.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("reading a device"))?;
         row.map(|r| self.device_from_row(&r)).transpose()
@@ -158,7 +158,7 @@ impl Store {
             "{DEVICE_COLUMNS} WHERE account_id = $1 ORDER BY created_at, handle"
         )))
         .bind(&account.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("listing devices"))?;
         rows.iter().map(|r| self.device_from_row(r)).collect()
@@ -334,7 +334,7 @@ impl Store {
              FROM transitions WHERE device_handle = $1 ORDER BY seq",
         )
         .bind(handle.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("listing transitions"))?;
         rows.iter()

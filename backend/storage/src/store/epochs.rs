@@ -38,7 +38,7 @@ impl Store {
     async fn epoch_of(&self, scope: &str) -> Result<i64> {
         let row = sqlx::query("SELECT epoch FROM revocation_epochs WHERE scope = $1")
             .bind(scope)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(StoreError::db("reading a revocation epoch"))?;
         row.map(|r| col(&r, "epoch"))
@@ -55,7 +55,7 @@ impl Store {
         )
         .bind(GLOBAL_SCOPE)
         .bind(global)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("listing revocations"))?;
         rows.iter()
@@ -75,7 +75,7 @@ impl Store {
             "SELECT d.handle AS handle, COALESCE(r.epoch, 0) AS epoch FROM devices d \
              LEFT JOIN revocation_epochs r ON r.scope = d.handle ORDER BY d.handle",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await?)
         .await
         .map_err(StoreError::db("listing device epochs"))?;
         rows.iter()

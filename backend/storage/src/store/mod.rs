@@ -1,4 +1,5 @@
-//! The store: one sqlx `Any` pool over SQLite or PostgreSQL, and the repository methods.
+//! The store over SQLite or PostgreSQL (sqlx's `Any` driver), and the repository methods.
+//! Where reads and writes run is in [`readers`] and [`writer`].
 //!
 //! Every query is written once, in SQL both engines accept (`$n` parameters, `RETURNING`,
 //! `ON CONFLICT`), and the schema comes from one set of migrations (`migrations/`), run at
@@ -13,14 +14,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyConnection, AnyPool, Row, SqlSafeStr};
+use sqlx::{Any, AnyConnection, Row, SqlSafeStr};
 
 use crate::error::{Engine, StoreError};
 use crate::lookup::{DeviceHandle, ServerSecret, nonce_hash, username_hash};
 use crate::model::{
-    Account, AccountId, Actor, Appraisal, AttestationRecord, ChallengeOutcome, ChallengePeek,
-    ConnectionRecord, Device, DeviceState, Epochs, NewAccount, NewDevice, PurgeCounts, Recorded,
-    ResealCounts, Retention, Transition, VerifierData,
+    Account, AccountId, Actor, Appraisal, AttestationRecord, ChallengeIssue, ChallengeOutcome,
+    ChallengePeek, ConnectionRecord, Device, DeviceState, Epochs, NewAccount, NewDevice,
+    PurgeCounts, Recorded, ResealCounts, Retention, Transition, VerifierData,
 };
 use crate::seal::{Aad, Sealer, ServerKeys};
 
@@ -40,8 +41,8 @@ type WriteQuery = sqlx::query::Query<'static, Any, AnyArguments>;
 /// records and revocation epochs, with metadata sealed at rest.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Reads (and, on PostgreSQL, writes too).
-    pool: AnyPool,
+    /// Reads: on SQLite a few plain connections, on PostgreSQL the pool.
+    reads: Readers,
     /// Writes: on SQLite one connection, on PostgreSQL the same pool as `pool`.
     writes: Writer,
     engine: Engine,
@@ -52,9 +53,11 @@ mod accounts;
 mod attestation;
 mod devices;
 mod epochs;
+mod readers;
 mod retention;
 mod writer;
 
+use readers::{ReadConn, Readers};
 use writer::{Durability, JobFuture, Writer, begin};
 
 fn engine_of(url: &str) -> Result<Engine> {
@@ -132,9 +135,9 @@ impl Store {
     /// Open the database at `url` (`sqlite://PATH?mode=rwc` or `postgres://...`), switch an
     /// SQLite file to WAL mode, and run the migrations.
     ///
-    /// On SQLite every write goes through one writer connection (SQLite has one write lock
-    /// per file, so more writers only queue in its busy handler) and reads use a small pool
-    /// of their own. On PostgreSQL one pool serves both.
+    /// On SQLite every write runs on one connection owned by a writer thread (SQLite has
+    /// one write lock per file, so more writers only queue in its busy handler) and reads
+    /// use a few connections of their own. On PostgreSQL one pool serves both.
     pub async fn open(url: &str, keys: ServerKeys) -> Result<Store> {
         let engine = engine_of(url)?;
         sqlx::any::install_default_drivers();
@@ -149,19 +152,6 @@ impl Store {
                 .await
                 .map_err(|source| StoreError::Connect { engine, source })
         };
-        let (pool, writes) = match engine {
-            Engine::Sqlite => {
-                // The writer first: it switches the file to WAL mode before readers open it.
-                let writes = Writer::start_sqlite(url).await?;
-                (connect(4).await?, writes)
-            }
-            Engine::Postgres => {
-                let pool = connect(10).await?;
-                (pool.clone(), Writer::Pool(pool))
-            }
-        };
-        // Migrations run before anything else writes, so the pool can run them: on SQLite
-        // its connections may write too (sqlx's default `synchronous = FULL`).
         let migrations = MIGRATIONS
             .iter()
             .map(|&(version, description, sql)| {
@@ -174,13 +164,31 @@ impl Store {
                 )
             })
             .collect();
-        Migrator::with_migrations(migrations)
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { engine, source })?;
+        let migrator = Migrator::with_migrations(migrations);
+        let migrate_err = |source| StoreError::Migrate { engine, source };
+        let (reads, writes) = match engine {
+            Engine::Sqlite => {
+                // The writer first: it switches the file to WAL mode before readers open it.
+                let writes = Writer::start_sqlite(url).await?;
+                let reads = Readers::open_sqlite(url).await?;
+                // Migrations run before anything else writes, so a reader connection can
+                // run them (SQLite connections may all write; sqlx's default
+                // `synchronous = FULL` applies).
+                migrator
+                    .run(&mut *reads.get().await?)
+                    .await
+                    .map_err(migrate_err)?;
+                (reads, writes)
+            }
+            Engine::Postgres => {
+                let pool = connect(10).await?;
+                migrator.run(&pool).await.map_err(migrate_err)?;
+                (Readers::Pool(pool.clone()), Writer::Pool(pool))
+            }
+        };
         tracing::info!(%engine, "storage opened and migrated");
         Ok(Store {
-            pool,
+            reads,
             writes,
             engine,
             keys: Arc::new(keys),
@@ -199,8 +207,16 @@ impl Store {
 
     /// Close every connection (SQLite checkpoints its WAL into the file).
     pub async fn close(self) {
-        self.pool.close().await;
+        if let Readers::Pool(pool) = &self.reads {
+            pool.close().await;
+        }
         self.writes.close().await;
+        self.reads.close().await;
+    }
+
+    /// A connection to read on.
+    async fn reader(&self) -> Result<ReadConn<'_>> {
+        self.reads.get().await
     }
 
     /// Run `job` on the write connection with `durability` (see [`Writer::run`]).

@@ -130,7 +130,7 @@ impl Store {
         let mut counts = ResealCounts::default();
         for sc in SEALED_COLUMNS {
             let rows = sqlx::query(sc.select)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reader().await?)
                 .await
                 .map_err(StoreError::db("reading sealed values to reseal"))?;
             let mut updates = Vec::new();
