@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p enigm-backend --bench roundtrip` (`cargo xtask bench` runs it).
 //! Environment: `ENIGM_BENCH_SECS` (measured seconds per engine, default 10),
-//! `ENIGM_BENCH_DEVICES` (devices = concurrent clients, default 64),
+//! `ENIGM_BENCH_DEVICES` (devices = concurrent clients, default 32),
 //! `ENIGM_BENCH_ENGINES` (`sqlite,postgres` by default).
 
 use std::path::Path;
@@ -62,7 +62,7 @@ fn run() -> Result<()> {
         eprintln!("warning: debug build; `cargo bench` builds with the bench (release) profile");
     }
     let secs = env_or("ENIGM_BENCH_SECS", 10)?;
-    let devices = usize::try_from(env_or("ENIGM_BENCH_DEVICES", 64)?)?;
+    let devices = usize::try_from(env_or("ENIGM_BENCH_DEVICES", 32)?)?;
     let engines = std::env::var("ENIGM_BENCH_ENGINES").unwrap_or_else(|_| "sqlite,postgres".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
