@@ -86,6 +86,30 @@ pub fn require_tool(tool: &str, package: &str) -> Result<()> {
     }
 }
 
+/// Makes sure Python can import `module`, installing `pip_spec` from PyPI if it cannot. Fails
+/// (never skips) when it cannot.
+pub fn require_python_module(module: &str, pip_spec: &str) -> Result<()> {
+    let importable = || {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable() {
+        return Ok(());
+    }
+    eprintln!("harness: Python module {module} missing; pip install {pip_spec}");
+    let installed = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", pip_spec])
+        .status();
+    match installed {
+        Ok(status) if status.success() && importable() => Ok(()),
+        _ => bail!(
+            "Python module {module} is required and could not be installed (pip install {pip_spec})"
+        ),
+    }
+}
+
 fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
