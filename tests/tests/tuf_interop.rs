@@ -190,3 +190,81 @@ fn python_tuf_repositories_are_accepted_and_attacks_refused() {
         }
     }
 }
+
+/// `enigm-image` keys, repository and publishing, read by python-tuf's ngclient over HTTP
+/// and by our client: both download what was published, before and after a second publish.
+#[test]
+fn enigm_image_repositories_are_accepted_by_python_tuf_and_by_us() {
+    require_python_module("tuf", "tuf==7.0.1").unwrap();
+    let image = binary("enigm-image").unwrap();
+    let client_bin = binary("enigm-tuf-client").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, repo) = (dir.path().join("keys"), dir.path().join("repo"));
+    let tool = |args: &[&str]| {
+        let out = Command::new(&image).args(args).output().unwrap();
+        ok(&out, &format!("enigm-image {args:?}"));
+    };
+    tool(&[
+        "keys",
+        "generate",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--root-keys",
+        "2",
+    ]);
+    tool(&[
+        "repo",
+        "init",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+        "--root-threshold",
+        "2",
+    ]);
+    let ngclient = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tuf/ngclient_download.py");
+    let root = repo.join("metadata/1.root.json");
+    let client = Client {
+        bin: client_bin,
+        metadata_dir: dir.path().join("trusted"),
+        out: dir.path().join("ours"),
+    };
+    std::fs::create_dir_all(&client.out).unwrap();
+    ok(&client.run(&["init", root.to_str().unwrap()]), "init");
+    for (round, content) in [(1, "first payload\n"), (2, "second payload, longer\n")] {
+        let file = dir.path().join(format!("payload-{round}"));
+        std::fs::write(&file, content).unwrap();
+        let name = format!("update/image-{round}.bin");
+        tool(&[
+            "publish",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+            &format!("{name}={}", file.display()),
+        ]);
+        let theirs = dir.path().join(format!("theirs-{round}"));
+        std::fs::create_dir_all(&theirs).unwrap();
+        let out = Command::new("python3")
+            .arg(&ngclient)
+            .args([&repo, &root])
+            .arg(&name)
+            .arg(&theirs)
+            .output()
+            .unwrap();
+        ok(&out, &format!("python-tuf ngclient, round {round}"));
+        let encoded = name.replace('/', "%2F");
+        assert_eq!(
+            std::fs::read_to_string(theirs.join(&encoded)).unwrap(),
+            content
+        );
+        ok(
+            &client.download(&repo, &name),
+            &format!("our client, round {round}"),
+        );
+        assert_eq!(
+            std::fs::read_to_string(client.out.join(&encoded)).unwrap(),
+            content
+        );
+    }
+}

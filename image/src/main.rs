@@ -1,0 +1,177 @@
+//! `enigm-image`: TUF role keys and update publishing for OEM integrators.
+//!
+//! ```text
+//! enigm-image keys generate --keys DIR [--root-keys N]
+//! enigm-image repo init --keys DIR --repo REPO [--root-threshold N]
+//! enigm-image publish --keys DIR --repo REPO NAME=FILE...
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use enigm_image::{keys, repo};
+
+#[derive(Parser)]
+#[command(
+    name = "enigm-image",
+    about = "OEM tool: TUF keys and update publishing"
+)]
+struct Cli {
+    /// Print what was done as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Role keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The repository.
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
+    /// Add targets (NAME=FILE) and sign new targets, snapshot and timestamp versions.
+    Publish {
+        /// The key directory.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Targets as NAME=FILE.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate ed25519 keys for root, targets, snapshot and timestamp.
+    Generate {
+        /// Where to write them (created; existing keys are never overwritten).
+        #[arg(long)]
+        keys: PathBuf,
+        /// How many root keys.
+        #[arg(long, default_value_t = 1)]
+        root_keys: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Create a repository: root v1 and empty targets, snapshot, timestamp.
+    Init {
+        /// The key directory.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Root keys that must sign a new root.
+        #[arg(long, default_value_t = 1)]
+        root_threshold: u64,
+    },
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn run(cli: Cli) -> Result<serde_json::Value> {
+    match cli.command {
+        Command::Keys {
+            command:
+                KeysCommand::Generate {
+                    keys: dir,
+                    root_keys,
+                },
+        } => {
+            if root_keys == 0 {
+                bail!("--root-keys must be at least 1");
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut ids = serde_json::Map::new();
+            for role in keys::ROLES {
+                let count = if role == "root" { root_keys } else { 1 };
+                let mut role_ids = Vec::new();
+                for index in 1..=count {
+                    role_ids.push(keys::generate(&dir, role, index)?.keyid);
+                }
+                ids.insert(role.into(), role_ids.into());
+            }
+            Ok(serde_json::json!({"keys": dir, "keyids": ids}))
+        }
+        Command::Repo {
+            command:
+                RepoCommand::Init {
+                    keys,
+                    repo: path,
+                    root_threshold,
+                },
+        } => {
+            repo::init(
+                &path,
+                &keys,
+                root_threshold,
+                now(),
+                repo::Expiries::default(),
+            )?;
+            Ok(serde_json::json!({"repo": path, "root_version": 1}))
+        }
+        Command::Publish {
+            keys,
+            repo: path,
+            targets,
+        } => {
+            let files = targets
+                .iter()
+                .map(|t| {
+                    let (name, file) = t
+                        .split_once('=')
+                        .with_context(|| format!("{t:?} is not NAME=FILE"))?;
+                    Ok((name.to_owned(), PathBuf::from(file)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let done = repo::publish(&path, &keys, &files, now(), repo::Expiries::default())?;
+            Ok(serde_json::json!({
+                "repo": path,
+                "targets_version": done.targets_version,
+                "snapshot_version": done.snapshot_version,
+                "timestamp_version": done.timestamp_version,
+                "targets": files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            }))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(report) => {
+            if json {
+                println!("{report}");
+            } else if let Some(obj) = report.as_object() {
+                for (k, v) in obj {
+                    println!("{k}: {v}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("enigm-image: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
