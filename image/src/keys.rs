@@ -77,6 +77,34 @@ pub fn generate(dir: &Path, role: &str, index: usize) -> Result<RoleKey> {
     Ok(key)
 }
 
+/// The next free key number of `role` in `dir`.
+pub fn next_index(dir: &Path, role: &str) -> usize {
+    (1..)
+        .find(|&i| !key_path(dir, role, i).exists())
+        .unwrap_or(1)
+}
+
+/// Every key in `dir` (`*.pem`), by key ID.
+pub fn load_all(dir: &Path) -> Result<std::collections::BTreeMap<String, RoleKey>> {
+    let mut keys = std::collections::BTreeMap::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "pem") {
+            continue;
+        }
+        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = PKey::private_key_from_pem(&pem)
+            .with_context(|| format!("{}: not a PEM private key", path.display()))?;
+        if key.id() != openssl::pkey::Id::ED25519 {
+            bail!("{}: not an ed25519 key", path.display());
+        }
+        let key = RoleKey::from_key(key)?;
+        keys.insert(key.keyid.clone(), key);
+    }
+    Ok(keys)
+}
+
 /// Loads every key of `role` from `dir` (`role-1.pem`, `role-2.pem`, ...).
 pub fn load(dir: &Path, role: &str) -> Result<Vec<RoleKey>> {
     let mut keys = Vec::new();

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! enigm-image keys generate --keys DIR [--root-keys N]
+//! enigm-image keys rotate --keys DIR --repo REPO --role ROLE [--count N --threshold M]
 //! enigm-image repo init --keys DIR --repo REPO [--root-threshold N]
 //! enigm-image publish --keys DIR --repo REPO NAME=FILE...
 //! ```
@@ -64,6 +65,25 @@ enum KeysCommand {
         #[arg(long, default_value_t = 1)]
         root_keys: usize,
     },
+    /// Replace a role's keys with new ones in a new root version (signed by the old root
+    /// keys and, for root, the new ones too); re-signs the other metadata.
+    Rotate {
+        /// The key directory (new keys are added; old ones stay for the record).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// root, targets, snapshot or timestamp.
+        #[arg(long)]
+        role: String,
+        /// How many new keys.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// How many of them must sign.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +131,27 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
                 ids.insert(role.into(), role_ids.into());
             }
             Ok(serde_json::json!({"keys": dir, "keyids": ids}))
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    keys,
+                    repo: path,
+                    role,
+                    count,
+                    threshold,
+                },
+        } => {
+            let version = repo::rotate(
+                &path,
+                &keys,
+                &role,
+                count,
+                threshold,
+                now(),
+                repo::Expiries::default(),
+            )?;
+            Ok(serde_json::json!({"repo": path, "role": role, "root_version": version}))
         }
         Command::Repo {
             command:

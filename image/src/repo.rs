@@ -118,6 +118,90 @@ pub fn init(
     publish(repo, keys_dir, &[], now, expiries).map(|_| ())
 }
 
+/// The trusted root's `signed` part (`metadata/root.json`).
+fn latest_root(repo: &Path) -> Result<Value> {
+    let path = metadata_dir(repo).join("root.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(enigm_tuf::metadata::Envelope::parse(&bytes, "root.json")?.signed)
+}
+
+/// The signing keys the latest root lists for `role`, from `keys_dir`.
+fn role_keys(
+    root: &Value,
+    all: &mut std::collections::BTreeMap<String, RoleKey>,
+    role: &str,
+) -> Result<Vec<RoleKey>> {
+    let ids = root["roles"][role]["keyids"]
+        .as_array()
+        .with_context(|| format!("root lists no {role} keys"))?;
+    ids.iter()
+        .map(|id| {
+            let id = id.as_str().unwrap_or_default();
+            all.remove(id)
+                .with_context(|| format!("the {role} key {id} is not in the key directory"))
+        })
+        .collect()
+}
+
+/// Rotates `role`'s keys: `count` new keys (written to `keys_dir`) with `threshold`, in a new
+/// root version signed by the current root keys (the old threshold) and, for the root role,
+/// by the new ones (the new threshold) too; then re-signs targets, snapshot and timestamp
+/// with the keys now current. Returns the new root version.
+pub fn rotate(
+    repo: &Path,
+    keys_dir: &Path,
+    role: &str,
+    count: usize,
+    threshold: u64,
+    now: i64,
+    expiries: Expiries,
+) -> Result<u64> {
+    if !keys::ROLES.contains(&role) {
+        bail!("unknown role {role:?} ({})", keys::ROLES.join(", "));
+    }
+    if count == 0 || threshold == 0 || threshold > count as u64 {
+        bail!("{role}: threshold {threshold} with {count} new key(s)");
+    }
+    let mut root = latest_root(repo)?;
+    let version = root["version"].as_u64().context("root has no version")?;
+    let mut all = keys::load_all(keys_dir)?;
+    let old_root_keys = role_keys(&root, &mut all, "root")?;
+    let first = keys::next_index(keys_dir, role);
+    let new_keys = (first..first + count)
+        .map(|i| keys::generate(keys_dir, role, i))
+        .collect::<Result<Vec<_>>>()?;
+    root["roles"][role] = role_entry(&new_keys, threshold);
+    for k in &new_keys {
+        root["keys"][&k.keyid] = k.public.clone();
+    }
+    // Keep only keys some role still lists.
+    let listed: std::collections::BTreeSet<String> = keys::ROLES
+        .iter()
+        .flat_map(|r| {
+            root["roles"][*r]["keyids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    if let Some(map) = root["keys"].as_object_mut() {
+        map.retain(|id, _| listed.contains(id));
+    }
+    let new_version = version + 1;
+    root["version"] = json!(new_version);
+    root["expires"] = json!(enigm_tuf::time::format(now + expiries.root * DAY));
+    let mut signers = old_root_keys;
+    if role == "root" {
+        signers.extend(new_keys);
+    }
+    let bytes = signed_document(root, &signers)?;
+    write(repo, &format!("{new_version}.root.json"), &bytes)?;
+    write(repo, "root.json", &bytes)?;
+    publish(repo, keys_dir, &[], now, expiries)?;
+    Ok(new_version)
+}
+
 /// The newest version of `role` in the repository (from timestamp → snapshot), 0 if none.
 fn current(repo: &Path) -> Result<(u64, u64, u64, Map<String, Value>)> {
     let meta = metadata_dir(repo);
@@ -177,17 +261,22 @@ pub fn publish(
     }
     let expires = |days: i64| enigm_tuf::time::format(now + days * DAY);
     let (tv, sv, tsv) = (targets_version + 1, snap_version + 1, ts_version + 1);
+    let root = latest_root(repo)?;
+    let mut all = keys::load_all(keys_dir)?;
+    let targets_keys = role_keys(&root, &mut all, "targets")?;
+    let snapshot_keys = role_keys(&root, &mut all, "snapshot")?;
+    let timestamp_keys = role_keys(&root, &mut all, "timestamp")?;
     let targets_doc = signed_document(
         json!({"_type": "targets", "spec_version": SPEC_VERSION, "version": tv,
                "expires": expires(expiries.targets), "targets": targets}),
-        &keys::load(keys_dir, "targets")?,
+        &targets_keys,
     )?;
     write(repo, &format!("{tv}.targets.json"), &targets_doc)?;
     let snapshot_doc = signed_document(
         json!({"_type": "snapshot", "spec_version": SPEC_VERSION, "version": sv,
                "expires": expires(expiries.snapshot),
                "meta": {"targets.json": {"version": tv}}}),
-        &keys::load(keys_dir, "snapshot")?,
+        &snapshot_keys,
     )?;
     write(repo, &format!("{sv}.snapshot.json"), &snapshot_doc)?;
     let snapshot_hash = hex::encode(hash(MessageDigest::sha256(), &snapshot_doc)?);
@@ -196,7 +285,7 @@ pub fn publish(
                "expires": expires(expiries.timestamp),
                "meta": {"snapshot.json": {"version": sv, "length": snapshot_doc.len(),
                                           "hashes": {"sha256": snapshot_hash}}}}),
-        &keys::load(keys_dir, "timestamp")?,
+        &timestamp_keys,
     )?;
     // The timestamp last: until it is replaced, clients see the previous complete version.
     write(repo, "timestamp.json", &timestamp_doc)?;

@@ -191,8 +191,9 @@ fn python_tuf_repositories_are_accepted_and_attacks_refused() {
     }
 }
 
-/// `enigm-image` keys, repository and publishing, read by python-tuf's ngclient over HTTP
-/// and by our client: both download what was published, before and after a second publish.
+/// `enigm-image` keys, repository, publishing and key rotation, read by python-tuf's ngclient
+/// over HTTP and by our client: both download what was published, before and after a root
+/// and a timestamp key rotation.
 #[test]
 fn enigm_image_repositories_are_accepted_by_python_tuf_and_by_us() {
     require_python_module("tuf", "tuf==7.0.1").unwrap();
@@ -232,6 +233,27 @@ fn enigm_image_repositories_are_accepted_by_python_tuf_and_by_us() {
     std::fs::create_dir_all(&client.out).unwrap();
     ok(&client.run(&["init", root.to_str().unwrap()]), "init");
     for (round, content) in [(1, "first payload\n"), (2, "second payload, longer\n")] {
+        if round == 2 {
+            // Rotate the root keys (2 new, threshold 2) and the timestamp key: both clients,
+            // starting from 1.root.json, walk the new root versions.
+            for (role, count) in [("root", "2"), ("timestamp", "1")] {
+                tool(&[
+                    "keys",
+                    "rotate",
+                    "--keys",
+                    keys.to_str().unwrap(),
+                    "--repo",
+                    repo.to_str().unwrap(),
+                    "--role",
+                    role,
+                    "--count",
+                    count,
+                    "--threshold",
+                    count,
+                ]);
+            }
+            assert!(repo.join("metadata/3.root.json").exists());
+        }
         let file = dir.path().join(format!("payload-{round}"));
         std::fs::write(&file, content).unwrap();
         let name = format!("update/image-{round}.bin");
