@@ -59,6 +59,21 @@ impl<D: Disk> GptBootControl<D> {
         self.disk
     }
 
+    /// The underlying disk, to write partition contents.
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// The disk's name in errors.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The partition table as it is now.
+    pub fn table(&mut self) -> Result<Table, SlotError> {
+        Table::read(&mut self.disk, &self.path)
+    }
+
     fn read(&mut self) -> Result<(Table, [usize; 2], Slots), SlotError> {
         let table = Table::read(&mut self.disk, &self.path)?;
         let mut index = [0usize; 2];
