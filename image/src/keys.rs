@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 /// The top-level roles, in the order keys are generated.
 pub const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+/// The key that signs image manifests (not a TUF role: the device trusts it directly).
+pub const IMAGE: &str = "image";
 
 /// A role's signing key.
 pub struct RoleKey {

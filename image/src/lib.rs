@@ -6,7 +6,8 @@
 //!   then every `publish` adds targets and signs new targets, snapshot and timestamp
 //!   versions with expiries.
 //!
-//! Image building (erofs, dm-verity, signed manifest, A/B GPT disk) comes next.
+//! - [`build`]: root file system → erofs → dm-verity → signed manifest → A/B GPT disk.
 
+pub mod build;
 pub mod keys;
 pub mod repo;

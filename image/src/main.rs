@@ -4,6 +4,8 @@
 //! enigm-image keys generate --keys DIR [--root-keys N]
 //! enigm-image keys rotate --keys DIR --repo REPO --role ROLE [--count N --threshold M]
 //! enigm-image repo init --keys DIR --repo REPO [--root-threshold N]
+//! enigm-image build --rootfs DIR --out OUT --keys DIR --version V --rollback-index N \
+//!     --hardware H [--disk-slot-mib M]
 //! enigm-image publish --keys DIR --repo REPO NAME=FILE...
 //! ```
 
@@ -39,6 +41,33 @@ enum Command {
     Repo {
         #[command(subcommand)]
         command: RepoCommand,
+    },
+    /// Build a slot image: rootfs → erofs → dm-verity → signed manifest (→ A/B disk image).
+    Build {
+        /// The root file system directory.
+        #[arg(long)]
+        rootfs: PathBuf,
+        /// The output directory (root.erofs, root.verity, manifest.json, disk.img).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key directory (image-1.pem signs the manifest).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The human version.
+        #[arg(long)]
+        version: String,
+        /// The rollback index (devices refuse images below what they run).
+        #[arg(long)]
+        rollback_index: u64,
+        /// The target hardware.
+        #[arg(long)]
+        hardware: String,
+        /// The fixed file timestamp (unix seconds; default: SOURCE_DATE_EPOCH or 0).
+        #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+        timestamp: i64,
+        /// Also write disk.img with A/B slots of this many MiB (slot A holds the image).
+        #[arg(long)]
+        disk_slot_mib: Option<u64>,
     },
     /// Add targets (NAME=FILE) and sign new targets, snapshot and timestamp versions.
     Publish {
@@ -122,7 +151,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let mut ids = serde_json::Map::new();
-            for role in keys::ROLES {
+            for role in keys::ROLES.into_iter().chain([keys::IMAGE]) {
                 let count = if role == "root" { root_keys } else { 1 };
                 let mut role_ids = Vec::new();
                 for index in 1..=count {
@@ -169,6 +198,36 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
                 repo::Expiries::default(),
             )?;
             Ok(serde_json::json!({"repo": path, "root_version": 1}))
+        }
+        Command::Build {
+            rootfs,
+            out,
+            keys,
+            version,
+            rollback_index,
+            hardware,
+            timestamp,
+            disk_slot_mib,
+        } => {
+            let built = enigm_image::build::build(&enigm_image::build::BuildOptions {
+                rootfs,
+                out,
+                keys,
+                version,
+                rollback_index,
+                hardware,
+                timestamp,
+                slot_size: disk_slot_mib.unwrap_or(0) << 20,
+            })?;
+            Ok(serde_json::json!({
+                "image": built.image,
+                "verity": built.verity,
+                "manifest": built.manifest,
+                "disk": built.disk,
+                "root_size": built.signed.root_size,
+                "verity_root_hash": built.signed.verity.root_hash,
+                "rollback_index": built.signed.rollback_index,
+            }))
         }
         Command::Publish {
             keys,

@@ -55,7 +55,8 @@ fn metadata_dir(repo: &Path) -> PathBuf {
     repo.join("metadata")
 }
 
-fn signed_document(signed: Value, keys: &[RoleKey]) -> Result<Vec<u8>> {
+/// `signed` with signatures by `keys` over its canonical JSON, as a pretty-printed document.
+pub fn signed_document(signed: Value, keys: &[RoleKey]) -> Result<Vec<u8>> {
     let message = enigm_tuf::canonical::encode(&signed)?;
     let signatures = keys
         .iter()

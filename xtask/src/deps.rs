@@ -84,6 +84,10 @@ pub const PACKAGES: &[Package] = &[
         needed_by: "veritysetup: the oracle for our dm-verity hash trees",
     },
     Package {
+        name: "erofs-utils",
+        needed_by: "mkfs.erofs for enigm-image build; fsck.erofs checks the images",
+    },
+    Package {
         name: "gdisk",
         needed_by: "sgdisk -v: the oracle for our GPT writes (both copies, checksums)",
     },
