@@ -39,8 +39,8 @@ enum Command {
     },
     /// install-deps, build, then run the daemon on a private bus and print its posture.
     Demo,
-    /// install-deps, then the criterion benchmarks, the backend round-trip benchmark and the
-    /// end-to-end benchmark (release).
+    /// install-deps, then the criterion benchmarks, the backend round-trip benchmark, the
+    /// image verification and dm-verity benchmark and the end-to-end benchmark (release).
     ///
     /// Arguments after `--` are appended to `cargo bench -p enigm-tscd --bench posture`.
     Bench {
@@ -133,6 +133,10 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     steps::run(
         "bench (attestation backend round trips)",
         &steps::cargo(root).args(["bench", "-p", "enigm-backend", "--bench", "roundtrip"]),
+    )?;
+    steps::run(
+        "bench (image verification and dm-verity)",
+        &steps::cargo(root).args(["bench", "-p", "enigm-verity", "--bench", "throughput"]),
     )?;
     steps::run(
         "build (release)",
