@@ -20,17 +20,15 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (out, start.elapsed())
 }
 
-fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
-    let mut result = None;
-    let mut fastest = Duration::MAX;
-    for _ in 0..runs {
+/// Runs `f` three times; the last result and the fastest time.
+fn best<T>(mut f: impl FnMut() -> T) -> (T, Duration) {
+    let (mut result, mut fastest) = time(&mut f);
+    for _ in 1..3 {
         let (out, d) = time(&mut f);
-        if d < fastest {
-            fastest = d;
-        }
-        result = Some(out);
+        fastest = fastest.min(d);
+        result = out;
     }
-    (result.expect("at least one run"), fastest)
+    (result, fastest)
 }
 
 fn write_image(path: &Path, mib: usize) -> std::io::Result<()> {
@@ -79,8 +77,8 @@ fn run() -> Result<(), String> {
     // Warm the page cache for both sides.
     sha256_file(&image).map_err(|e| e.to_string())?;
 
-    let (_, ours) = best(3, || sha256_file(&image));
-    let (status, theirs) = best(3, || {
+    let (_, ours) = best(|| sha256_file(&image));
+    let (status, theirs) = best(|| {
         Command::new("openssl")
             .args(["dgst", "-sha256"])
             .arg(&image)
@@ -99,13 +97,13 @@ fn run() -> Result<(), String> {
 
     let salt = vec![7u8; 32];
     let params = VerityParams::new(salt.clone(), [1; 16]);
-    let (tree, ours) = best(3, || {
+    let (tree, ours) = best(|| {
         let file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
         build(&params, std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())
     });
     let tree = tree?;
     let hash = dir.path().join("hash");
-    let (out, theirs) = best(3, || {
+    let (out, theirs) = best(|| {
         let _ = std::fs::remove_file(&hash);
         Command::new("veritysetup")
             .args([
