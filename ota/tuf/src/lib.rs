@@ -7,12 +7,14 @@
 //! - [`client`]: the update workflow ([`Updater::refresh`]), the delegation walk and target
 //!   download;
 //! - [`fetch`]: capped `http://` and `file://` fetching behind a trait;
+//! - [`download`]: resumable payload downloads (HTTP `Range`), checked before they count;
 //! - [`time`]: `expires` timestamps.
 //!
 //! `enigm-tuf-client` wraps it in the tuf-conformance client command line.
 
 pub mod canonical;
 pub mod client;
+pub mod download;
 pub mod fetch;
 pub mod keys;
 pub mod metadata;
