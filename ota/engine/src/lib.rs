@@ -1,0 +1,336 @@
+//! The update engine: what `enigm-updated` does when asked to check, download and apply.
+//!
+//! - **Check**: refresh the TUF metadata (`enigm-tuf`), fetch the target
+//!   `HARDWARE/manifest.json` through it, and open the manifest with the device's image keys,
+//!   hardware name and rollback index (`enigm-manifest`).
+//! - **Download**: the payload `HARDWARE/root.erofs`, whose TUF length and hash must equal
+//!   the manifest's, fetched resumably (`enigm_tuf::download`) into the state directory.
+//! - **Apply**: install it into the inactive slot (`enigm-installer`), which activates the
+//!   slot for the next boot.
+//!
+//! Every step moves the [`State`] on, or to [`State::Failed`] with the step and the reason;
+//! a later step refuses to run before an earlier one succeeded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use enigm_installer::{InstallError, RollbackStore, install};
+use enigm_manifest::{Manifest, ManifestError};
+use enigm_slots::table::Disk;
+use enigm_slots::{GptBootControl, Slot};
+use enigm_tuf::fetch::UrlFetcher;
+use enigm_tuf::{Config, TufError, Updater};
+use serde_json::Value;
+
+/// Where the engine looks and what it trusts.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// TUF metadata base URL.
+    pub metadata_url: String,
+    /// TUF targets base URL.
+    pub targets_url: String,
+    /// State directory: `tuf/` (trusted metadata, holding `root.json`) and `downloads/`.
+    pub state_dir: PathBuf,
+    /// This device's hardware name (the target directory in the repository).
+    pub hardware: String,
+    /// The image keys manifests must be signed with (key ID → TUF public key object).
+    pub image_keys: BTreeMap<String, Value>,
+    /// How many of them.
+    pub image_threshold: u64,
+    /// Boots a new slot gets to pass its health check.
+    pub tries: u8,
+}
+
+/// Where an update stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Nothing checked yet.
+    Idle,
+    /// The repository offers nothing newer than what runs.
+    UpToDate,
+    /// A newer image is offered.
+    Available(Manifest),
+    /// Its payload is downloaded and checked.
+    Downloaded(Manifest),
+    /// It is installed into `slot`, which boots next.
+    Applied {
+        /// The image.
+        manifest: Manifest,
+        /// The slot it went into.
+        slot: Slot,
+    },
+    /// A step failed.
+    Failed {
+        /// Which step.
+        step: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl State {
+    /// A one-word name (`idle`, `up-to-date`, `available`, `downloaded`, `applied`, `failed`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::UpToDate => "up-to-date",
+            State::Available(_) => "available",
+            State::Downloaded(_) => "downloaded",
+            State::Applied { .. } => "applied",
+            State::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// TUF refused the metadata or a target.
+    #[error(transparent)]
+    Tuf(#[from] TufError),
+    /// The manifest was refused.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Installing failed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// TUF and the manifest disagree about the payload.
+    #[error("the payload's TUF entry ({tuf}) differs from the manifest ({manifest})")]
+    PayloadMismatch {
+        /// What TUF says.
+        tuf: String,
+        /// What the manifest says.
+        manifest: String,
+    },
+    /// A step asked for out of order.
+    #[error("{step} needs {needs} first (state: {state})")]
+    OutOfOrder {
+        /// The step.
+        step: &'static str,
+        /// What must come first.
+        needs: &'static str,
+        /// The current state.
+        state: &'static str,
+    },
+}
+
+/// The engine over a slot-controlled disk.
+pub struct Engine<D: Disk> {
+    config: EngineConfig,
+    control: GptBootControl<D>,
+    running: Slot,
+    rollback: Box<dyn RollbackStore + Send>,
+    state: State,
+}
+
+fn sha256_of(hashes: &BTreeMap<String, String>) -> String {
+    hashes.get("sha256").cloned().unwrap_or_default()
+}
+
+impl<D: Disk> Engine<D> {
+    /// An engine for the device running `running` from `control`'s disk.
+    pub fn new(
+        config: EngineConfig,
+        control: GptBootControl<D>,
+        running: Slot,
+        rollback: Box<dyn RollbackStore + Send>,
+    ) -> Self {
+        Self {
+            config,
+            control,
+            running,
+            rollback,
+            state: State::Idle,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn updater(&self, now: i64) -> Result<Updater<UrlFetcher>, EngineError> {
+        Ok(Updater::new(
+            &self.config.state_dir.join("tuf"),
+            &self.config.metadata_url,
+            UrlFetcher,
+            now,
+            Config::default(),
+        )?)
+    }
+
+    fn downloads(&self) -> PathBuf {
+        self.config.state_dir.join("downloads")
+    }
+
+    fn record<T>(
+        &mut self,
+        step: &'static str,
+        result: Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        if let Err(err) = &result {
+            self.state = State::Failed {
+                step,
+                reason: err.to_string(),
+            };
+        }
+        result
+    }
+
+    /// Checks the repository (at `now`, unix seconds, the fixed update start time).
+    pub fn check(&mut self, now: i64) -> Result<&State, EngineError> {
+        let result = self.check_inner(now);
+        let state = self.record("check", result)?;
+        self.state = state;
+        Ok(&self.state)
+    }
+
+    fn check_inner(&mut self, now: i64) -> Result<State, EngineError> {
+        let mut updater = self.updater(now)?;
+        updater.refresh()?;
+        let downloads = self.downloads();
+        std::fs::create_dir_all(&downloads).map_err(|source| TufError::Io {
+            op: "creating",
+            path: downloads.display().to_string(),
+            source,
+        })?;
+        let name = format!("{}/manifest.json", self.config.hardware);
+        let path = updater.download(&name, &self.config.targets_url, &downloads)?;
+        let bytes = std::fs::read(&path).map_err(|source| TufError::Io {
+            op: "reading",
+            path: path.display().to_string(),
+            source,
+        })?;
+        let installed = self.rollback.get()?;
+        let manifest = Manifest::open(
+            &bytes,
+            &self.config.image_keys,
+            self.config.image_threshold,
+            &self.config.hardware,
+            installed,
+        )?;
+        Ok(if manifest.rollback_index <= installed {
+            State::UpToDate
+        } else {
+            State::Available(manifest)
+        })
+    }
+
+    /// Downloads the payload of the available image.
+    pub fn download(
+        &mut self,
+        now: i64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<&State, EngineError> {
+        let State::Available(manifest) = self.state.clone() else {
+            return Err(EngineError::OutOfOrder {
+                step: "download",
+                needs: "a check that found an update",
+                state: self.state.name(),
+            });
+        };
+        let result = self.download_inner(now, &manifest, progress);
+        self.record("download", result)?;
+        self.state = State::Downloaded(manifest);
+        Ok(&self.state)
+    }
+
+    fn payload_path(&self) -> PathBuf {
+        self.downloads().join("root.erofs")
+    }
+
+    fn download_inner(
+        &mut self,
+        now: i64,
+        manifest: &Manifest,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), EngineError> {
+        let mut updater = self.updater(now)?;
+        updater.refresh()?;
+        let name = format!("{}/root.erofs", self.config.hardware);
+        let info = updater.target_info(&name)?;
+        let sha = sha256_of(&info.hashes);
+        if info.length != manifest.root_size || sha != manifest.root_sha256 {
+            return Err(EngineError::PayloadMismatch {
+                tuf: format!("{} bytes, sha256 {sha}", info.length),
+                manifest: format!(
+                    "{} bytes, sha256 {}",
+                    manifest.root_size, manifest.root_sha256
+                ),
+            });
+        }
+        let url = payload_url(
+            &self.config.targets_url,
+            &name,
+            &sha,
+            updater.root().consistent_snapshot,
+        );
+        enigm_tuf::download::download_resumable(
+            &url,
+            &self.payload_path(),
+            info.length,
+            &sha,
+            progress,
+        )?;
+        Ok(())
+    }
+
+    /// Installs the downloaded image into the inactive slot.
+    pub fn apply(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<&State, EngineError> {
+        let State::Downloaded(manifest) = self.state.clone() else {
+            return Err(EngineError::OutOfOrder {
+                step: "apply",
+                needs: "a finished download",
+                state: self.state.name(),
+            });
+        };
+        let result = self.apply_inner(&manifest, progress);
+        let slot = self.record("apply", result)?;
+        self.state = State::Applied { manifest, slot };
+        Ok(&self.state)
+    }
+
+    fn apply_inner(
+        &mut self,
+        manifest: &Manifest,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Slot, EngineError> {
+        let path = self.payload_path();
+        let payload = std::fs::File::open(&path).map_err(|source| TufError::Io {
+            op: "opening",
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(install(
+            &mut self.control,
+            self.running,
+            manifest,
+            std::io::BufReader::new(payload),
+            self.config.tries,
+            progress,
+        )?)
+    }
+
+    /// The slot control (for confirming after a reboot).
+    pub fn control(&mut self) -> &mut GptBootControl<D> {
+        &mut self.control
+    }
+}
+
+/// The URL of target `name` (hash-prefixed file name with consistent snapshots).
+fn payload_url(base: &str, name: &str, sha256: &str, consistent: bool) -> String {
+    let path = if consistent {
+        match name.rsplit_once('/') {
+            Some((dir, file)) => format!("{dir}/{sha256}.{file}"),
+            None => format!("{sha256}.{name}"),
+        }
+    } else {
+        name.to_owned()
+    };
+    format!("{}/{path}", base.trim_end_matches('/'))
+}
+
+/// The trusted metadata directory under `state_dir`.
+pub fn tuf_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("tuf")
+}
