@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use enigm_installer::{FileRollbackStore, InstallError, RollbackStore, confirm, install};
 use enigm_manifest::{Manifest, ManifestError, VerityInfo};
 use enigm_slots::disk::{AbLayout, create_ab_disk, root_name, verity_name};
+use enigm_slots::fault::PowerCut;
 use enigm_slots::simulator::boot;
 use enigm_slots::table::{BLOCK, Disk, Table};
 use enigm_slots::{BootControl, GptBootControl, Slot};
@@ -261,59 +262,8 @@ fn signed_manifests_refused_for_key_hardware_and_rollback() {
     );
 }
 
-/// Counts bytes written, or cuts the power after `budget` bytes (whole sectors of the write
-/// in flight reach the disk).
-struct PowerCut {
-    file: std::fs::File,
-    budget: u64,
-    written: u64,
-    dead: bool,
-}
-
-impl Disk for PowerCut {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_at(offset, buf)
-    }
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-        if self.dead {
-            return Err(std::io::Error::other("power cut"));
-        }
-        let left = self.budget - self.written;
-        if buf.len() as u64 > left {
-            let kept = (left / BLOCK * BLOCK) as usize;
-            self.file.write_at(offset, &buf[..kept])?;
-            self.dead = true;
-            return Err(std::io::Error::other("power cut"));
-        }
-        self.written += buf.len() as u64;
-        self.file.write_at(offset, buf)
-    }
-    fn sync(&mut self) -> std::io::Result<()> {
-        if self.dead {
-            return Err(std::io::Error::other("power cut"));
-        }
-        Ok(())
-    }
-    fn size(&mut self) -> std::io::Result<u64> {
-        self.file.size()
-    }
-}
-
 fn open_cut(path: &Path, budget: u64) -> GptBootControl<PowerCut> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    GptBootControl::new(
-        PowerCut {
-            file,
-            budget,
-            written: 0,
-            dead: false,
-        },
-        path.to_path_buf(),
-    )
+    GptBootControl::new(PowerCut::open(path, budget).unwrap(), path.to_path_buf())
 }
 
 #[test]

@@ -13,11 +13,13 @@
 //!   cut at any point leaves at least one complete copy, old or new;
 //! - [`disk`]: creates an A/B disk image (with the `gpt` crate) for the image tool and tests;
 //! - [`control`]: the [`BootControl`] trait and its GPT implementation;
-//! - [`simulator`]: boots a disk image the way the boot loader would.
+//! - [`simulator`]: boots a disk image the way the boot loader would;
+//! - [`fault`]: a disk that loses power after N bytes, for crash-safety tests.
 
 pub mod control;
 pub mod crc32;
 pub mod disk;
+pub mod fault;
 pub mod flags;
 pub mod policy;
 pub mod simulator;

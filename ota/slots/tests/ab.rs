@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use enigm_slots::disk::{AbLayout, create_ab_disk};
+use enigm_slots::fault::PowerCut;
 use enigm_slots::policy::Slots;
 use enigm_slots::simulator::boot;
-use enigm_slots::table::{BLOCK, Disk, Table};
+use enigm_slots::table::{BLOCK, Table};
 use enigm_slots::{BootControl, GptBootControl, Slot, SlotError, SlotFlags};
 
 const LAYOUT: AbLayout = AbLayout {
@@ -81,43 +82,6 @@ fn update_then_mark_good_and_update_then_fallback() {
     assert!(matches!(err, SlotError::NoBootableSlot(_)), "{err}");
 }
 
-/// A disk that loses power after `budget` more bytes reach it (a write may be cut short)
-/// or after `syncs` more syncs: everything after the cut fails and changes nothing.
-struct PowerCut {
-    file: std::fs::File,
-    budget: usize,
-    dead: bool,
-}
-
-impl Disk for PowerCut {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_at(offset, buf)
-    }
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-        if self.dead {
-            return Err(std::io::Error::other("power cut"));
-        }
-        if buf.len() > self.budget {
-            // Whole sectors reach the disk, the rest does not.
-            let kept = self.budget / BLOCK as usize * BLOCK as usize;
-            self.file.write_at(offset, &buf[..kept])?;
-            self.dead = true;
-            return Err(std::io::Error::other("power cut"));
-        }
-        self.budget -= buf.len();
-        self.file.write_at(offset, buf)
-    }
-    fn sync(&mut self) -> std::io::Result<()> {
-        if self.dead {
-            return Err(std::io::Error::other("power cut"));
-        }
-        Ok(())
-    }
-    fn size(&mut self) -> std::io::Result<u64> {
-        self.file.size()
-    }
-}
-
 #[test]
 fn a_power_cut_anywhere_leaves_the_old_or_the_new_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,19 +104,8 @@ fn a_power_cut_anywhere_leaves_the_old_or_the_new_state() {
     let mut seen_new = 0;
     for cut in cuts {
         std::fs::write(&path, &pristine).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        let mut control = GptBootControl::new(
-            PowerCut {
-                file,
-                budget: cut,
-                dead: false,
-            },
-            path.clone(),
-        );
+        let mut control =
+            GptBootControl::new(PowerCut::open(&path, cut as u64).unwrap(), path.clone());
         let _ = control.activate(Slot::B, 3);
         // Power back: whatever the cut left must read as old or new, and boot a slot.
         let mut control = GptBootControl::open(&path).unwrap();

@@ -64,6 +64,14 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// A client on `dir`'s trusted metadata, refreshed from `url`.
+fn refreshed(dir: &std::path::Path, url: Option<String>) -> Result<Updater<UrlFetcher>> {
+    let url = url.context("--metadata-url is required")?;
+    let mut updater = Updater::new(dir, &url, UrlFetcher, now(), Config::default())?;
+    updater.refresh()?;
+    Ok(updater)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { root } => {
@@ -77,33 +85,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Refresh => {
-            let url = cli.metadata_url.context("--metadata-url is required")?;
-            let mut updater = Updater::new(
-                &cli.metadata_dir,
-                &url,
-                UrlFetcher,
-                now(),
-                Config::default(),
-            )?;
-            updater.refresh()?;
+            refreshed(&cli.metadata_dir, cli.metadata_url)?;
             Ok(())
         }
         Command::Download => {
-            let url = cli.metadata_url.context("--metadata-url is required")?;
             let (Some(name), Some(base), Some(dir)) =
                 (cli.target_name, cli.target_base_url, cli.target_dir)
             else {
                 bail!("download needs --target-name, --target-base-url and --target-dir");
             };
-            let mut updater = Updater::new(
-                &cli.metadata_dir,
-                &url,
-                UrlFetcher,
-                now(),
-                Config::default(),
-            )?;
-            updater.refresh()?;
-            updater.download(&name, &base, &dir)?;
+            refreshed(&cli.metadata_dir, cli.metadata_url)?.download(&name, &base, &dir)?;
             Ok(())
         }
     }
