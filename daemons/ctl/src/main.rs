@@ -8,6 +8,7 @@ mod backend;
 mod grpc;
 mod posture;
 mod time;
+mod update;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ enum Command {
     Enroll(backend::EnrollArgs),
     /// Attest to the companion backend and show the signed result's claims.
     Attest(backend::AttestArgs),
+    /// Verified A/B updates through enigm-updated: check, download, apply, status.
+    Update(update::UpdateArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Posture(args) => posture::run(&connection, &args).await,
         Command::Enroll(args) => backend::enroll(&connection, &args).await,
         Command::Attest(args) => backend::attest(&connection, &args).await,
+        Command::Update(args) => update::run(&connection, &args).await,
     }
 }
 

@@ -1,0 +1,131 @@
+//! `enigm-updated`: the update daemon.
+//!
+//! Start-up order (see `enigm_runtime`): arguments → logging → config → privileged resources
+//! (the disk, opened before the privilege drop) → privilege drop → seccomp → engine → D-Bus
+//! name → READY → serve until SIGTERM/SIGINT.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use enigm_installer::FileRollbackStore;
+use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::sysroot::Sysroot;
+use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+use enigm_slots::GptBootControl;
+use enigm_update_engine::{Engine, EngineConfig};
+use enigm_updated::config::{DAEMON, SYSTEM_USER, UpdatedConfig, parse_slot, slot_from_cmdline};
+use enigm_updated::service::{BUS_NAME, OBJECT_PATH, Update};
+
+/// The compiled system-call allow-list (`seccomp.json`).
+const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enigm-updated",
+    version,
+    about = "Verified A/B updates over D-Bus"
+)]
+struct Args {
+    /// Root directory that system paths (/etc, /proc/cmdline) are read under.
+    #[arg(long, env = "ENIGM_SYSROOT", default_value = "/")]
+    sysroot: PathBuf,
+    /// Test hook: after the seccomp filter is applied, try a system call outside the policy
+    /// and report on stderr whether it was refused.
+    #[arg(long, hide = true)]
+    seccomp_probe: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    enigm_runtime::exit_status("enigm-updated", run())
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    logging::init("enigm-updated");
+    let sysroot = Sysroot::new(&args.sysroot);
+    let config = config::load::<UpdatedConfig>(DAEMON, &sysroot, std::env::vars())?.config;
+    let missing = config.update.missing();
+    if !missing.is_empty() {
+        bail!("configuration incomplete: set {}", missing.join(", "));
+    }
+    let policy = CallerPolicy::resolve(&config.authorization, passwd_lookup)?;
+    let notifier = notify::Notifier::from_env()?;
+    let update = &config.update;
+
+    let running = match update.running_slot.as_str() {
+        "auto" => {
+            let cmdline = std::fs::read_to_string(sysroot.path("/proc/cmdline"))
+                .context("reading /proc/cmdline for enigm.slot=")?;
+            slot_from_cmdline(&cmdline).context("no enigm.slot=a|b on the kernel command line")?
+        }
+        other => parse_slot(other)
+            .with_context(|| format!("update.running_slot: {other:?} is not a, b or auto"))?,
+    };
+    let keys_path = sysroot.path(&update.image_keys_file);
+    let image_keys: BTreeMap<String, serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(&keys_path).with_context(|| format!("reading {}", keys_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a JSON object of keys", keys_path.display()))?;
+
+    // The disk is opened while the daemon may still be root; the descriptor stays usable.
+    let disk_path = Path::new(&update.disk);
+    let control = GptBootControl::open(disk_path)
+        .with_context(|| format!("opening the disk {}", disk_path.display()))?;
+
+    privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
+        .context("dropping privileges")?;
+    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
+    if args.seccomp_probe {
+        seccomp::probe();
+    }
+
+    let state_dir = PathBuf::from(&update.state_dir);
+    let engine = Engine::new(
+        EngineConfig {
+            metadata_url: update.metadata_url.clone(),
+            targets_url: update.targets_url.clone(),
+            state_dir: state_dir.clone(),
+            hardware: update.hardware.clone(),
+            image_keys,
+            image_threshold: update.image_threshold,
+            tries: update.tries,
+        },
+        control,
+        running,
+        Box::new(FileRollbackStore::new(state_dir.join("rollback-index"))),
+    );
+    tracing::info!(%running, hardware = %update.hardware, "update engine ready");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(Arc::new(Mutex::new(engine)), policy, notifier))
+}
+
+async fn serve(
+    engine: enigm_updated::service::SharedEngine,
+    policy: CallerPolicy,
+    notifier: notify::Notifier,
+) -> Result<()> {
+    let stop = shutdown::stop_signal().context("installing signal handlers")?;
+    let connection = zbus::connection::Builder::system()
+        .serve_at(OBJECT_PATH, Update::new(engine, policy))
+        .build()
+        .await
+        .context("connecting to the system bus")?;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .with_context(|| format!("acquiring the bus name {BUS_NAME}"))?;
+    notifier.ready(&format!("serving {BUS_NAME}"))?;
+    tracing::info!(name = BUS_NAME, "ready");
+    let signal = stop.await;
+    tracing::info!(?signal, "stopping");
+    notifier.stopping()?;
+    connection.release_name(BUS_NAME).await.ok();
+    Ok(())
+}

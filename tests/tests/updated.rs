@@ -1,0 +1,290 @@
+//! `enigm-updated` on a private system bus, unprivileged under seccomp: a repository served
+//! over HTTP offers v2; `Check` finds it, `Download` fetches it with `Progress` signals,
+//! `Apply` writes slot B; the boot simulator boots B. A caller outside the change allow-list
+//! gets AccessDenied; steps out of order get `OutOfOrder`; an incomplete configuration is
+//! refused at start with the missing keys named; `enigmctl update` reads the state as any uid
+//! and is refused a download.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use enigm_e2e::{
+    Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
+};
+use enigm_image::build::{BuildOptions, build};
+use enigm_image::{keys, repo};
+use enigm_slots::simulator::boot;
+use enigm_slots::{GptBootControl, Slot};
+use futures_util::StreamExt;
+
+const NAME: &str = "org.enigm.Update1";
+const PATH: &str = "/org/enigm/Update1";
+
+fn serve(root: PathBuf) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap_or(0);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            match std::fs::read(root.join(path)) {
+                Ok(body) if !path.contains("..") => {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(&body);
+                }
+                _ => {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    url
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+fn options(dir: &Path, keys: &Path, release: &str, index: u64, disk: bool) -> BuildOptions {
+    let root = dir.join(format!("rootfs-{release}"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        format!("VERSION_ID={release}\n"),
+    )
+    .unwrap();
+    let mut blob = vec![0u8; 400_000];
+    openssl::rand::rand_bytes(&mut blob).unwrap();
+    std::fs::write(root.join("etc/blob"), blob).unwrap();
+    BuildOptions {
+        rootfs: root,
+        out: dir.join(format!("build-{release}")),
+        keys: keys.to_path_buf(),
+        version: format!("{release}.0"),
+        rollback_index: index,
+        hardware: "test-phone".into(),
+        timestamp: 0,
+        slot_size: if disk { 4 << 20 } else { 0 },
+    }
+}
+
+fn chown_tree(path: &Path, user: &nix::unistd::User) {
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), user);
+        }
+    }
+}
+
+/// (state, version, detail) from a method call, or the D-Bus error name.
+async fn call(proxy: &zbus::Proxy<'_>, method: &str) -> Result<(String, String, String), String> {
+    match proxy.call_method(method, &()).await {
+        Ok(reply) => Ok(reply.body().deserialize().unwrap()),
+        Err(zbus::Error::MethodError(name, _, _)) => Err(name.to_string()),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_download_apply_over_the_bus() {
+    require_tool("mkfs.erofs", "erofs-utils").unwrap();
+    require_tool("dbus-send", "dbus").unwrap();
+    ensure_system_users().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let key_dir = d.join("keys");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    for role in keys::ROLES.into_iter().chain([keys::IMAGE]) {
+        keys::generate(&key_dir, role, 1).unwrap();
+    }
+    let v1 = build(&options(d, &key_dir, "1", 1, true)).unwrap();
+    let v2 = build(&options(d, &key_dir, "2", 2, false)).unwrap();
+    let repo_dir = d.join("repo");
+    repo::init(&repo_dir, &key_dir, 1, now(), repo::Expiries::default()).unwrap();
+    repo::publish(
+        &repo_dir,
+        &key_dir,
+        &[
+            ("test-phone/manifest.json".into(), v2.manifest.clone()),
+            ("test-phone/root.erofs".into(), v2.image.clone()),
+        ],
+        now(),
+        repo::Expiries::default(),
+    )
+    .unwrap();
+    let url = serve(repo_dir.clone());
+
+    // The device's sysroot: image keys in /etc, state (trusted root) for the daemon's user.
+    let sysroot = d.join("sysroot");
+    std::fs::create_dir_all(sysroot.join("etc/enigm")).unwrap();
+    let image_keys: BTreeMap<_, _> = keys::load(&key_dir, keys::IMAGE)
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.keyid.clone(), k.public.clone()))
+        .collect();
+    std::fs::write(
+        sysroot.join("etc/enigm/image-keys.json"),
+        serde_json::to_vec(&image_keys).unwrap(),
+    )
+    .unwrap();
+    let state = d.join("state");
+    std::fs::create_dir_all(state.join("tuf")).unwrap();
+    std::fs::copy(
+        repo_dir.join("metadata/1.root.json"),
+        state.join("tuf/root.json"),
+    )
+    .unwrap();
+    let user = nix::unistd::User::from_name("enigm-updated")
+        .unwrap()
+        .unwrap();
+    chown_tree(&state, &user);
+    let disk = v1.disk.clone().unwrap();
+
+    let bus = PrivateBus::start("").unwrap();
+    let command = |complete: bool| {
+        let mut c = Command::new(package_binary("enigm-updated", "enigm-updated").unwrap());
+        c.arg("--sysroot")
+            .arg(&sysroot)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+            .env("ENIGM_LOG_STDERR", "1")
+            .env(
+                "ENIGM_UPDATED__UPDATE__TARGETS_URL",
+                format!("{url}/targets"),
+            )
+            .env("ENIGM_UPDATED__UPDATE__STATE_DIR", &state)
+            .env("ENIGM_UPDATED__UPDATE__HARDWARE", "test-phone")
+            .env("ENIGM_UPDATED__UPDATE__DISK", &disk)
+            .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", "a")
+            .env_remove("NOTIFY_SOCKET");
+        if complete {
+            c.env(
+                "ENIGM_UPDATED__UPDATE__METADATA_URL",
+                format!("{url}/metadata"),
+            );
+        }
+        c
+    };
+    // Incomplete configuration: refused at start, the key named.
+    let mut incomplete = Daemon::spawn(command(false)).unwrap();
+    let status = incomplete.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(!status.success());
+    assert!(
+        incomplete.stderr().contains("update.metadata_url"),
+        "{}",
+        incomplete.stderr()
+    );
+
+    let daemon = Daemon::spawn(command(true)).unwrap();
+    bus.wait_for_name(NAME, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    let connection = bus.connect().await.unwrap();
+    let proxy = zbus::Proxy::new(&connection, NAME, PATH, NAME)
+        .await
+        .unwrap();
+
+    assert_eq!(call(&proxy, "GetStatus").await.unwrap().0, "idle");
+    assert_eq!(
+        call(&proxy, "Apply").await.unwrap_err(),
+        "org.enigm.Update1.Error.OutOfOrder"
+    );
+    let (state_name, version, _) = call(&proxy, "Check")
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    assert_eq!(
+        (state_name.as_str(), version.as_str()),
+        ("available", "2.0")
+    );
+
+    // Another uid may check but not download.
+    let denied = Command::new("dbus-send")
+        .uid(65534)
+        .args([
+            &format!("--bus={}", bus.address()),
+            "--print-reply",
+            "--dest=org.enigm.Update1",
+            PATH,
+            "org.enigm.Update1.Download",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&denied.stderr);
+    assert!(text.contains("AccessDenied"), "{text}");
+
+    let mut progress = proxy.receive_signal("Progress").await.unwrap();
+    let (state_name, _, _) = call(&proxy, "Download")
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    assert_eq!(state_name, "downloaded");
+    let mut last = (String::new(), 0u64, 0u64);
+    while let Ok(Some(signal)) =
+        tokio::time::timeout(Duration::from_millis(500), progress.next()).await
+    {
+        last = signal.body().deserialize().unwrap();
+    }
+    assert_eq!(last.0, "download");
+    assert_eq!((last.1, last.2), (v2.signed.root_size, v2.signed.root_size));
+
+    let (state_name, version, slot) = call(&proxy, "Apply")
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    assert_eq!(
+        (state_name.as_str(), version.as_str(), slot.as_str()),
+        ("applied", "2.0", "B")
+    );
+    // enigmctl reads the same state, as any uid.
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .uid(65534)
+        .args(["update", "status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(status["state"], "applied");
+    assert_eq!(status["detail"], "B");
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .uid(65534)
+        .args(["update", "download"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
+    drop(daemon);
+    let mut control = GptBootControl::open(&disk).unwrap();
+    assert_eq!(boot(&mut control).unwrap(), Slot::B);
+}
