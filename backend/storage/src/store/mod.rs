@@ -205,7 +205,9 @@ impl Store {
         &self.keys.lookup
     }
 
-    /// Close every connection (SQLite checkpoints its WAL into the file).
+    /// Close every connection, for every clone of this store: later calls on a clone fail
+    /// with a clear error. (SQLite checkpoints its WAL into the file when its last connection
+    /// closes; dropping every clone closes them too.)
     pub async fn close(self) {
         if let Readers::Pool(pool) = &self.reads {
             pool.close().await;
