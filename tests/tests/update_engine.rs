@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use enigm_e2e::require_tool;
 use enigm_image::build::{BuildOptions, build};
 use enigm_image::{keys, repo};
-use enigm_installer::{FileRollbackStore, RollbackStore, confirm};
+use enigm_installer::{FileRollbackStore, RollbackStore};
 use enigm_slots::simulator::boot;
 use enigm_slots::{GptBootControl, Slot};
 use enigm_update_engine::{Engine, EngineConfig, EngineError, State};
@@ -173,12 +173,38 @@ fn check_download_apply_boot_confirm() {
         engine.apply(&mut |_, _| {}).unwrap(),
         State::Applied { slot: Slot::B, .. }
     ));
+    let pending = std::fs::read(state.join("pending.json")).unwrap();
 
-    // Reboot into B, healthy: confirmed; the engine then finds nothing newer.
+    // Had B never come up, A boots again: the engine says the update fell back.
+    let mut fallen = Engine::new(
+        config.clone(),
+        GptBootControl::open(&disk).unwrap(),
+        Slot::A,
+        Box::new(rollback.clone()),
+    );
+    let err = fallen.confirm_boot().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::FellBack {
+                running: Slot::A,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fallen.signal().0, "fail");
+    std::fs::write(state.join("pending.json"), &pending).unwrap();
+
+    // Reboot into B: the engine checks the slot against its manifest and confirms it (marked
+    // good, rollback index raised); it then finds nothing newer.
     let mut control = GptBootControl::open(&disk).unwrap();
     assert_eq!(boot(&mut control).unwrap(), Slot::B);
-    assert!(confirm(&mut control, Slot::B, true, &v2.signed, &mut rollback).unwrap());
     let mut engine = Engine::new(config.clone(), control, Slot::B, Box::new(rollback.clone()));
+    assert!(engine.confirm_boot().unwrap());
+    assert_eq!(rollback.get().unwrap(), 2);
+    assert_eq!(engine.signal().0, "pass");
+    assert!(!engine.confirm_boot().unwrap(), "nothing pending any more");
     assert_eq!(engine.check(now()).unwrap(), &State::UpToDate);
 
     // A repository whose payload differs from its manifest: refused at download.

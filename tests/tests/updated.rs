@@ -3,7 +3,9 @@
 //! `Apply` writes slot B; the boot simulator boots B. A caller outside the change allow-list
 //! gets AccessDenied; steps out of order get `OutOfOrder`; an incomplete configuration is
 //! refused at start with the missing keys named; `enigmctl update` reads the state as any uid
-//! and is refused a download.
+//! and is refused a download; after the reboot into B the restarted daemon checks the slot
+//! against its manifest, marks it good and raises the rollback index, and its posture signal
+//! for enigm-tscd reads `pass`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,7 +23,7 @@ use enigm_e2e::{
 use enigm_image::build::{BuildOptions, build};
 use enigm_image::{keys, repo};
 use enigm_slots::simulator::boot;
-use enigm_slots::{GptBootControl, Slot};
+use enigm_slots::{BootControl, GptBootControl, Slot};
 use futures_util::StreamExt;
 
 const NAME: &str = "org.enigm.Update1";
@@ -174,7 +176,7 @@ async fn check_download_apply_over_the_bus() {
     let disk = v1.disk.clone().unwrap();
 
     let bus = PrivateBus::start("").unwrap();
-    let command = |complete: bool| {
+    let command = |complete: bool, slot: &str| {
         let mut c = Command::new(package_binary("enigm-updated", "enigm-updated").unwrap());
         c.arg("--sysroot")
             .arg(&sysroot)
@@ -187,7 +189,7 @@ async fn check_download_apply_over_the_bus() {
             .env("ENIGM_UPDATED__UPDATE__STATE_DIR", &state)
             .env("ENIGM_UPDATED__UPDATE__HARDWARE", "test-phone")
             .env("ENIGM_UPDATED__UPDATE__DISK", &disk)
-            .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", "a")
+            .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", slot)
             .env_remove("NOTIFY_SOCKET");
         if complete {
             c.env(
@@ -198,7 +200,7 @@ async fn check_download_apply_over_the_bus() {
         c
     };
     // Incomplete configuration: refused at start, the key named.
-    let mut incomplete = Daemon::spawn(command(false)).unwrap();
+    let mut incomplete = Daemon::spawn(command(false, "a")).unwrap();
     let status = incomplete.wait_exit(Duration::from_secs(10)).unwrap();
     assert!(!status.success());
     assert!(
@@ -207,7 +209,7 @@ async fn check_download_apply_over_the_bus() {
         incomplete.stderr()
     );
 
-    let daemon = Daemon::spawn(command(true)).unwrap();
+    let daemon = Daemon::spawn(command(true, "a")).unwrap();
     bus.wait_for_name(NAME, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
@@ -286,5 +288,34 @@ async fn check_download_apply_over_the_bus() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
     drop(daemon);
     let mut control = GptBootControl::open(&disk).unwrap();
+    assert_eq!(boot(&mut control).unwrap(), Slot::B);
+    assert!(!control.slots().unwrap().b.successful);
+
+    // After the reboot into B, the daemon checks the slot against its manifest and marks it
+    // good, raising the rollback index; enigm-tscd's signal reads pass.
+    let daemon = Daemon::spawn(command(true, "b")).unwrap();
+    bus.wait_for_name(NAME, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    let signal = zbus::Proxy::new(&connection, NAME, PATH, "org.enigm.PostureSignal1")
+        .await
+        .unwrap();
+    let (result, observed): (String, String) = signal
+        .call_method("GetSignal", &())
+        .await
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+    assert_eq!(result, "pass", "{observed}: {}", daemon.stderr());
+    assert!(observed.contains("slot B confirmed"), "{observed}");
+    let mut control = GptBootControl::open(&disk).unwrap();
+    assert!(control.slots().unwrap().b.successful);
+    assert_eq!(
+        std::fs::read_to_string(state.join("rollback-index"))
+            .unwrap()
+            .trim(),
+        "2"
+    );
     assert_eq!(boot(&mut control).unwrap(), Slot::B);
 }

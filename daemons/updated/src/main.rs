@@ -1,8 +1,8 @@
 //! `enigm-updated`: the update daemon.
 //!
 //! Start-up order (see `enigm_runtime`): arguments → logging → config → privileged resources
-//! (the disk, opened before the privilege drop) → privilege drop → seccomp → engine → D-Bus
-//! name → READY → serve until SIGTERM/SIGINT.
+//! (the disk, opened before the privilege drop) → privilege drop → seccomp → engine → confirm
+//! a slot written before the reboot → D-Bus name → READY → serve until SIGTERM/SIGINT.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
 use enigm_slots::GptBootControl;
 use enigm_update_engine::{Engine, EngineConfig};
 use enigm_updated::config::{DAEMON, SYSTEM_USER, UpdatedConfig, parse_slot, slot_from_cmdline};
-use enigm_updated::service::{BUS_NAME, OBJECT_PATH, Update};
+use enigm_updated::service::{BUS_NAME, OBJECT_PATH, PostureSignal, Update};
 
 /// The compiled system-call allow-list (`seccomp.json`).
 const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
@@ -97,6 +97,15 @@ fn run() -> Result<()> {
         running,
         Box::new(FileRollbackStore::new(state_dir.join("rollback-index"))),
     );
+    let mut engine = engine;
+    // A slot written before the reboot: confirm it now (or record that it fell back).
+    match engine.confirm_boot() {
+        Ok(true) => {
+            tracing::info!(%running, "updated slot passed its health check and is marked good")
+        }
+        Ok(false) => {}
+        Err(err) => tracing::warn!(error = %err, "the pending update was not confirmed"),
+    }
     tracing::info!(%running, hardware = %update.hardware, "update engine ready");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -113,7 +122,8 @@ async fn serve(
 ) -> Result<()> {
     let stop = shutdown::stop_signal().context("installing signal handlers")?;
     let connection = zbus::connection::Builder::system()
-        .serve_at(OBJECT_PATH, Update::new(engine, policy))
+        .serve_at(OBJECT_PATH, Update::new(engine.clone(), policy))
+        .serve_at(OBJECT_PATH, PostureSignal::new(engine))
         .build()
         .await
         .context("connecting to the system bus")?;

@@ -245,3 +245,28 @@ impl Update {
         total: u64,
     ) -> zbus::Result<()>;
 }
+
+/// The served `org.enigm.PostureSignal1` object (open to every caller: it tells only whether
+/// the running slot is confirmed and whether the last update step failed).
+pub struct PostureSignal {
+    engine: SharedEngine,
+}
+
+impl PostureSignal {
+    /// Reports on `engine`.
+    pub fn new(engine: SharedEngine) -> Self {
+        Self { engine }
+    }
+}
+
+#[interface(name = "org.enigm.PostureSignal1")]
+impl PostureSignal {
+    /// `(pass|fail|unavailable, observed)` for enigm-tscd's `signal.update` check. A step in
+    /// progress holds the engine: then the answer is `unavailable` rather than a wait.
+    async fn get_signal(&self) -> (String, String) {
+        match self.engine.try_lock() {
+            Ok(mut engine) => engine.signal(),
+            Err(_) => ("unavailable".into(), "an update step is running".into()),
+        }
+    }
+}

@@ -8,16 +8,22 @@
 //! - **Apply**: install it into the inactive slot (`enigm-installer`), which activates the
 //!   slot for the next boot.
 //!
+//! - **Confirm** (after the reboot, [`Engine::confirm_boot`]): when the slot written by
+//!   apply is the one running and not yet marked good, check it (its dm-verity tree against
+//!   the manifest), then mark it good and raise the rollback index; when the other slot is
+//!   running, the update fell back, and the state says so.
+//!
 //! Every step moves the [`State`] on, or to [`State::Failed`] with the step and the reason;
-//! a later step refuses to run before an earlier one succeeded.
+//! a later step refuses to run before an earlier one succeeded. [`Engine::signal`] is the
+//! reading `enigm-tscd` takes for its `signal.update` check.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use enigm_installer::{InstallError, RollbackStore, install};
+use enigm_installer::{InstallError, RollbackStore, confirm, install, verify_slot};
 use enigm_manifest::{Manifest, ManifestError};
 use enigm_slots::table::Disk;
-use enigm_slots::{GptBootControl, Slot};
+use enigm_slots::{BootControl, GptBootControl, Slot};
 use enigm_tuf::fetch::UrlFetcher;
 use enigm_tuf::{Config, TufError, Updater};
 use serde_json::Value;
@@ -102,6 +108,19 @@ pub enum EngineError {
         /// What the manifest says.
         manifest: String,
     },
+    /// The slot written by an update is not the one that booted.
+    #[error("{version} in slot {slot} did not pass its health check; slot {running} runs again")]
+    FellBack {
+        /// The update's version.
+        version: String,
+        /// The slot it went into.
+        slot: Slot,
+        /// The slot running now.
+        running: Slot,
+    },
+    /// Slot control.
+    #[error(transparent)]
+    Slots(#[from] enigm_slots::SlotError),
     /// A step asked for out of order.
     #[error("{step} needs {needs} first (state: {state})")]
     OutOfOrder {
@@ -286,8 +305,95 @@ impl<D: Disk> Engine<D> {
         };
         let result = self.apply_inner(&manifest, progress);
         let slot = self.record("apply", result)?;
+        // What to confirm after the reboot.
+        let pending = serde_json::json!({"slot": slot.suffix(), "manifest": manifest.to_json()});
+        let path = self.pending_path();
+        let written = std::fs::write(&path, pending.to_string()).map_err(|source| {
+            EngineError::Tuf(TufError::Io {
+                op: "writing",
+                path: path.display().to_string(),
+                source,
+            })
+        });
+        self.record("apply", written)?;
         self.state = State::Applied { manifest, slot };
         Ok(&self.state)
+    }
+
+    fn pending_path(&self) -> PathBuf {
+        self.config.state_dir.join("pending.json")
+    }
+
+    /// After a reboot: confirms the slot an earlier apply wrote when it is the one running
+    /// (health check: its dm-verity tree against the manifest; then marked good and the
+    /// rollback index raised), or records that the update fell back. Returns whether a slot
+    /// was confirmed. Nothing pending: nothing to do.
+    pub fn confirm_boot(&mut self) -> Result<bool, EngineError> {
+        let path = self.pending_path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(false);
+        };
+        let result = self.confirm_inner(&text);
+        let _ = std::fs::remove_file(&path);
+        let confirmed = self.record("confirm", result)?;
+        Ok(confirmed)
+    }
+
+    fn confirm_inner(&mut self, pending: &str) -> Result<bool, EngineError> {
+        let value: Value = serde_json::from_str(pending).map_err(|e| {
+            EngineError::Manifest(ManifestError::Format(format!("pending update: {e}")))
+        })?;
+        let manifest = Manifest::from_json(&value["manifest"])?;
+        let slot = match value["slot"].as_str() {
+            Some("a") => Slot::A,
+            Some("b") => Slot::B,
+            _ => {
+                return Err(EngineError::Manifest(ManifestError::Format(
+                    "pending update: no slot".into(),
+                )));
+            }
+        };
+        if slot != self.running {
+            return Err(EngineError::FellBack {
+                version: manifest.version,
+                slot,
+                running: self.running,
+            });
+        }
+        if self.control.slots()?.get(slot).successful {
+            return Ok(false);
+        }
+        verify_slot(&mut self.control, slot, &manifest)?;
+        confirm(
+            &mut self.control,
+            slot,
+            true,
+            &manifest,
+            self.rollback.as_mut(),
+        )?;
+        self.state = State::UpToDate;
+        Ok(true)
+    }
+
+    /// `enigm-tscd`'s `signal.update` reading: `fail` when the last step failed (a refused
+    /// update, or one that fell back), else `pass` with what runs.
+    pub fn signal(&mut self) -> (String, String) {
+        if let State::Failed { step, reason } = &self.state {
+            let mut reason = reason.clone();
+            reason.truncate(160);
+            return ("fail".into(), format!("update {step} failed: {reason}"));
+        }
+        match self.control.slots() {
+            Ok(slots) if slots.get(self.running).successful => (
+                "pass".into(),
+                format!("slot {} confirmed; {}", self.running, self.state.name()),
+            ),
+            Ok(_) => (
+                "pass".into(),
+                format!("slot {} awaiting its health check", self.running),
+            ),
+            Err(e) => ("unavailable".into(), format!("slot flags unreadable: {e}")),
+        }
     }
 
     fn apply_inner(

@@ -211,6 +211,34 @@ pub fn install<D: Disk>(
     Ok(target)
 }
 
+/// Checks that `slot` holds exactly the image `manifest` describes: its root partition's
+/// dm-verity tree, rebuilt from the partition, equals the hash area in its verity partition
+/// and leads to the manifest's root hash. The health check after booting a new slot.
+pub fn verify_slot<D: Disk>(
+    control: &mut GptBootControl<D>,
+    slot: Slot,
+    manifest: &Manifest,
+) -> Result<(), InstallError> {
+    let (root, verity) = (root_name(slot), verity_name(slot));
+    let root_part = partition(control, &root)?;
+    let verity_part = partition(control, &verity)?;
+    let mut area = vec![0u8; usize::try_from(manifest.verity.hash_size).unwrap_or(0)];
+    control
+        .disk_mut()
+        .read_at(verity_part.first_lba * BLOCK, &mut area)
+        .map_err(disk_err("reading", &verity))?;
+    let params = verity_params(manifest)?;
+    let root_hash = hex::decode(&manifest.verity.root_hash)
+        .map_err(|_| InstallError::Mismatch("root hash is not hex".into()))?;
+    let reader = PartitionReader {
+        disk: control.disk_mut(),
+        offset: root_part.first_lba * BLOCK,
+        remaining: manifest.root_size,
+    };
+    enigm_verity::verify(&params, &root_hash, &area, reader)?;
+    Ok(())
+}
+
 /// The verity parameters a manifest records.
 pub fn verity_params(manifest: &Manifest) -> Result<VerityParams, InstallError> {
     let salt =
