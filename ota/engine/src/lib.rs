@@ -18,7 +18,7 @@
 //! reading `enigm-tscd` takes for its `signal.update` check.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use enigm_installer::{InstallError, RollbackStore, confirm, install, verify_slot};
 use enigm_manifest::{Manifest, ManifestError};
@@ -434,9 +434,4 @@ fn payload_url(base: &str, name: &str, sha256: &str, consistent: bool) -> String
         name.to_owned()
     };
     format!("{}/{path}", base.trim_end_matches('/'))
-}
-
-/// The trusted metadata directory under `state_dir`.
-pub fn tuf_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("tuf")
 }
