@@ -6,6 +6,8 @@
 //! [`binary`] builds the workspace's binaries once per test process. Tools a test needs are
 //! installed when missing ([`require_tool`]); nothing is silently skipped.
 
+pub mod update;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

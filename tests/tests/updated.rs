@@ -10,17 +10,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use enigm_e2e::update::{generate_keys, release_options, serve_directory, unix_now};
 use enigm_e2e::{
     Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
 };
-use enigm_image::build::{BuildOptions, build};
+use enigm_image::build::build;
 use enigm_image::{keys, repo};
 use enigm_slots::simulator::boot;
 use enigm_slots::{BootControl, GptBootControl, Slot};
@@ -28,78 +27,6 @@ use futures_util::StreamExt;
 
 const NAME: &str = "org.enigm.Update1";
 const PATH: &str = "/org/enigm/Update1";
-
-fn serve(root: PathBuf) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            reader.read_line(&mut request).unwrap_or(0);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let path = request
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/');
-            match std::fs::read(root.join(path)) {
-                Ok(body) if !path.contains("..") => {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(&body);
-                }
-                _ => {
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                }
-            }
-        }
-    });
-    url
-}
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-fn options(dir: &Path, keys: &Path, release: &str, index: u64, disk: bool) -> BuildOptions {
-    let root = dir.join(format!("rootfs-{release}"));
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        format!("VERSION_ID={release}\n"),
-    )
-    .unwrap();
-    let mut blob = vec![0u8; 400_000];
-    openssl::rand::rand_bytes(&mut blob).unwrap();
-    std::fs::write(root.join("etc/blob"), blob).unwrap();
-    BuildOptions {
-        rootfs: root,
-        out: dir.join(format!("build-{release}")),
-        keys: keys.to_path_buf(),
-        version: format!("{release}.0"),
-        rollback_index: index,
-        hardware: "test-phone".into(),
-        timestamp: 0,
-        slot_size: if disk { 4 << 20 } else { 0 },
-    }
-}
 
 fn chown_tree(path: &Path, user: &nix::unistd::User) {
     nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
@@ -128,14 +55,18 @@ async fn check_download_apply_over_the_bus() {
     let d = dir.path();
     std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let key_dir = d.join("keys");
-    std::fs::create_dir_all(&key_dir).unwrap();
-    for role in keys::ROLES.into_iter().chain([keys::IMAGE]) {
-        keys::generate(&key_dir, role, 1).unwrap();
-    }
-    let v1 = build(&options(d, &key_dir, "1", 1, true)).unwrap();
-    let v2 = build(&options(d, &key_dir, "2", 2, false)).unwrap();
+    generate_keys(&key_dir).unwrap();
+    let v1 = build(&release_options(d, &key_dir, "1", 1, true, 400000).unwrap()).unwrap();
+    let v2 = build(&release_options(d, &key_dir, "2", 2, false, 400000).unwrap()).unwrap();
     let repo_dir = d.join("repo");
-    repo::init(&repo_dir, &key_dir, 1, now(), repo::Expiries::default()).unwrap();
+    repo::init(
+        &repo_dir,
+        &key_dir,
+        1,
+        unix_now(),
+        repo::Expiries::default(),
+    )
+    .unwrap();
     repo::publish(
         &repo_dir,
         &key_dir,
@@ -143,11 +74,11 @@ async fn check_download_apply_over_the_bus() {
             ("test-phone/manifest.json".into(), v2.manifest.clone()),
             ("test-phone/root.erofs".into(), v2.image.clone()),
         ],
-        now(),
+        unix_now(),
         repo::Expiries::default(),
     )
     .unwrap();
-    let url = serve(repo_dir.clone());
+    let url = serve_directory(repo_dir.clone()).unwrap();
 
     // The device's sysroot: image keys in /etc, state (trusted root) for the daemon's user.
     let sysroot = d.join("sysroot");
