@@ -13,6 +13,7 @@ use enigm_attestd::config::{AttestdConfig, DAEMON, SYSTEM_USER};
 use enigm_attestd::service::{Attestation, BUS_NAME, OBJECT_PATH, PostureSignal};
 use enigm_attestd::tss::TssTpm;
 use enigm_attestd::{eventlog, worker};
+use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
@@ -27,13 +28,8 @@ const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp
     about = "TPM 2.0 attester: evidence and credential activation over D-Bus"
 )]
 struct Args {
-    /// Root directory that system paths (/etc, /sys) are read under.
-    #[arg(long, env = "ENIGM_SYSROOT", default_value = "/")]
-    sysroot: PathBuf,
-    /// Test hook: after the seccomp filter is applied, try a system call outside the policy
-    /// and report on stderr whether it was refused.
-    #[arg(long, hide = true)]
-    seccomp_probe: bool,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,7 +39,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let args = Args::parse();
     logging::init("enigm-attestd");
-    let sysroot = Sysroot::new(&args.sysroot);
+    let sysroot = Sysroot::new(&args.daemon.sysroot);
     let config = config::load::<AttestdConfig>(DAEMON, &sysroot, std::env::vars())?.config;
     let policy = CallerPolicy::resolve(&config.authorization, passwd_lookup)?;
     let notifier = notify::Notifier::from_env()?;
@@ -67,7 +63,7 @@ fn run() -> Result<()> {
     privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
         .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.seccomp_probe {
+    if args.daemon.seccomp_probe {
         seccomp::probe();
     }
 

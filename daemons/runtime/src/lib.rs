@@ -8,6 +8,7 @@
 //! Reads of system state go through a [`sysroot::Sysroot`], so tests run daemons against
 //! fixture trees instead of the host's `/`.
 
+pub mod args;
 pub mod authz;
 pub mod config;
 pub mod logging;

@@ -3,12 +3,12 @@
 //! Start-up order (see `enigm_runtime`): arguments → logging → config → privilege drop →
 //! seccomp → first evaluation → D-Bus name → READY → serve until SIGTERM/SIGINT.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
@@ -29,16 +29,11 @@ const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp
     about = "Trust Security Center: device security posture over D-Bus"
 )]
 struct Args {
-    /// Root directory that system paths (/proc, /sys, /etc) are read under.
-    #[arg(long, env = "ENIGM_SYSROOT", default_value = "/")]
-    sysroot: PathBuf,
+    #[command(flatten)]
+    daemon: DaemonArgs,
     /// Evaluate once, print the posture as JSON and exit (no bus, no privilege change).
     #[arg(long)]
     once: bool,
-    /// Test hook: after the seccomp filter is applied, try a system call outside the policy
-    /// and report on stderr whether it was refused.
-    #[arg(long, hide = true)]
-    seccomp_probe: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,7 +43,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let args = Args::parse();
     logging::init("enigm-tscd");
-    let sysroot = Sysroot::new(&args.sysroot);
+    let sysroot = Sysroot::new(&args.daemon.sysroot);
     let loaded = config::load::<TscdConfig>(DAEMON, &sysroot, std::env::vars())?;
     let config = loaded.config;
     let evaluator = Evaluator::new(sysroot, config.posture.clone());
@@ -65,7 +60,7 @@ fn run() -> Result<()> {
     privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
         .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.seccomp_probe {
+    if args.daemon.seccomp_probe {
         seccomp::probe();
     }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use enigm_installer::FileRollbackStore;
+use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
@@ -29,13 +30,8 @@ const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp
     about = "Verified A/B updates over D-Bus"
 )]
 struct Args {
-    /// Root directory that system paths (/etc, /proc/cmdline) are read under.
-    #[arg(long, env = "ENIGM_SYSROOT", default_value = "/")]
-    sysroot: PathBuf,
-    /// Test hook: after the seccomp filter is applied, try a system call outside the policy
-    /// and report on stderr whether it was refused.
-    #[arg(long, hide = true)]
-    seccomp_probe: bool,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,7 +41,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let args = Args::parse();
     logging::init("enigm-updated");
-    let sysroot = Sysroot::new(&args.sysroot);
+    let sysroot = Sysroot::new(&args.daemon.sysroot);
     let config = config::load::<UpdatedConfig>(DAEMON, &sysroot, std::env::vars())?.config;
     let missing = config.update.missing();
     if !missing.is_empty() {
@@ -78,7 +74,7 @@ fn run() -> Result<()> {
     privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
         .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.seccomp_probe {
+    if args.daemon.seccomp_probe {
         seccomp::probe();
     }
 
