@@ -728,7 +728,10 @@ fn every_config_key_is_documented_with_its_variable_and_real_default() -> Result
 fn command_line_flags_and_exit_codes_are_documented() -> Result<()> {
     let text = config_md()?;
     let flag = |field: &str| format!("`--{}", field.replace('_', "-"));
-    let tscd_flags = struct_fields(&read("src/main.rs")?, "Args")?;
+    // The daemon's own flags, and the ones every daemon shares (flattened in as `daemon`).
+    let mut tscd_flags = struct_fields(&read("src/main.rs")?, "Args")?;
+    tscd_flags.retain(|(field, _)| field != "daemon");
+    tscd_flags.extend(struct_fields(&read("../runtime/src/args.rs")?, "DaemonArgs")?);
     let ctl_flags = struct_fields(&read("../ctl/src/posture.rs")?, "PostureArgs")?;
     assert!(tscd_flags.len() >= 2 && ctl_flags.len() >= 5);
     for (field, _) in tscd_flags.iter().chain(&ctl_flags) {
@@ -740,6 +743,7 @@ fn command_line_flags_and_exit_codes_are_documented() -> Result<()> {
     }
     let variables: BTreeSet<String> = [
         read("src/main.rs")?,
+        read("../runtime/src/args.rs")?,
         read("../runtime/src/logging.rs")?,
         read("../ctl/src/main.rs")?,
     ]
