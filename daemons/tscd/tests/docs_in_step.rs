@@ -731,7 +731,10 @@ fn command_line_flags_and_exit_codes_are_documented() -> Result<()> {
     // The daemon's own flags, and the ones every daemon shares (flattened in as `daemon`).
     let mut tscd_flags = struct_fields(&read("src/main.rs")?, "Args")?;
     tscd_flags.retain(|(field, _)| field != "daemon");
-    tscd_flags.extend(struct_fields(&read("../runtime/src/args.rs")?, "DaemonArgs")?);
+    tscd_flags.extend(struct_fields(
+        &read("../runtime/src/args.rs")?,
+        "DaemonArgs",
+    )?);
     let ctl_flags = struct_fields(&read("../ctl/src/posture.rs")?, "PostureArgs")?;
     assert!(tscd_flags.len() >= 2 && ctl_flags.len() >= 5);
     for (field, _) in tscd_flags.iter().chain(&ctl_flags) {
