@@ -133,3 +133,12 @@ pub fn load(dir: &Path, role: &str) -> Result<Vec<RoleKey>> {
     }
     Ok(keys)
 }
+
+/// The public keys of `role` in `dir`, by key ID: what a device trusts (for the image key,
+/// the `image_keys_file` of `enigm-updated`).
+pub fn public_map(dir: &Path, role: &str) -> Result<std::collections::BTreeMap<String, Value>> {
+    Ok(load(dir, role)?
+        .into_iter()
+        .map(|k| (k.keyid, k.public))
+        .collect())
+}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use enigm_image::build::BuildOptions;
-use enigm_image::keys;
+use enigm_image::build::{BuildOptions, Built};
+use enigm_image::{keys, repo};
 
 /// Serves the files under `root` over HTTP/1.1 on a loopback port (GET; 404 when missing or
 /// when the path has `..`), from a background thread for the rest of the test. Returns the
@@ -101,4 +101,21 @@ pub fn release_options(
         timestamp: 0,
         slot_size: if disk { 4 << 20 } else { 0 },
     })
+}
+
+/// A new TUF repository at `repo` signed with the keys in `keys`, offering `built` to
+/// hardware `test-phone` (`test-phone/manifest.json`, `test-phone/root.erofs`).
+pub fn publish_release(repo_dir: &Path, keys: &Path, built: &Built) -> Result<()> {
+    repo::init(repo_dir, keys, 1, unix_now(), repo::Expiries::default())?;
+    repo::publish(
+        repo_dir,
+        keys,
+        &[
+            ("test-phone/manifest.json".into(), built.manifest.clone()),
+            ("test-phone/root.erofs".into(), built.image.clone()),
+        ],
+        unix_now(),
+        repo::Expiries::default(),
+    )?;
+    Ok(())
 }

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -112,11 +111,7 @@ fn build_check_boot_update_confirm_and_refuse_rollback() {
     );
 
     // Outside checks of what build wrote.
-    let trusted: BTreeMap<String, serde_json::Value> = enigm_image::keys::load(&keys, "image")
-        .unwrap()
-        .into_iter()
-        .map(|k| (k.keyid.clone(), k.public.clone()))
-        .collect();
+    let trusted = enigm_image::keys::public_map(&keys, enigm_image::keys::IMAGE).unwrap();
     let m1 = Manifest::open(
         &std::fs::read(v1.join("manifest.json")).unwrap(),
         &trusted,

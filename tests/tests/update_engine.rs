@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use enigm_e2e::require_tool;
-use enigm_e2e::update::{generate_keys, release_options, serve_directory, unix_now};
+use enigm_e2e::update::{
+    generate_keys, publish_release, release_options, serve_directory, unix_now,
+};
 use enigm_image::build::build;
 use enigm_image::{keys, repo};
 use enigm_installer::{FileRollbackStore, RollbackStore};
@@ -27,25 +27,7 @@ fn check_download_apply_boot_confirm() {
     let v1 = build(&release_options(d, &key_dir, "1", 1, true, 150000).unwrap()).unwrap();
     let v2 = build(&release_options(d, &key_dir, "2", 2, false, 150000).unwrap()).unwrap();
     let repo_dir = d.join("repo");
-    repo::init(
-        &repo_dir,
-        &key_dir,
-        1,
-        unix_now(),
-        repo::Expiries::default(),
-    )
-    .unwrap();
-    repo::publish(
-        &repo_dir,
-        &key_dir,
-        &[
-            ("test-phone/manifest.json".into(), v2.manifest.clone()),
-            ("test-phone/root.erofs".into(), v2.image.clone()),
-        ],
-        unix_now(),
-        repo::Expiries::default(),
-    )
-    .unwrap();
+    publish_release(&repo_dir, &key_dir, &v2).unwrap();
     let url = serve_directory(repo_dir.clone()).unwrap();
 
     // The device: trusts root v1 and the image key; runs v1 from slot A.
@@ -56,11 +38,7 @@ fn check_download_apply_boot_confirm() {
         state.join("tuf/root.json"),
     )
     .unwrap();
-    let image_keys: BTreeMap<_, _> = keys::load(&key_dir, keys::IMAGE)
-        .unwrap()
-        .into_iter()
-        .map(|k| (k.keyid.clone(), k.public.clone()))
-        .collect();
+    let image_keys = keys::public_map(&key_dir, keys::IMAGE).unwrap();
     let config = EngineConfig {
         metadata_url: format!("{url}/metadata"),
         targets_url: format!("{url}/targets"),

@@ -9,18 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use enigm_e2e::update::{generate_keys, release_options, serve_directory, unix_now};
+use enigm_e2e::update::{generate_keys, publish_release, release_options, serve_directory};
 use enigm_e2e::{
     Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
 };
 use enigm_image::build::build;
-use enigm_image::{keys, repo};
+use enigm_image::keys;
 use enigm_slots::simulator::boot;
 use enigm_slots::{BootControl, GptBootControl, Slot};
 use futures_util::StreamExt;
@@ -59,35 +58,13 @@ async fn check_download_apply_over_the_bus() {
     let v1 = build(&release_options(d, &key_dir, "1", 1, true, 400000).unwrap()).unwrap();
     let v2 = build(&release_options(d, &key_dir, "2", 2, false, 400000).unwrap()).unwrap();
     let repo_dir = d.join("repo");
-    repo::init(
-        &repo_dir,
-        &key_dir,
-        1,
-        unix_now(),
-        repo::Expiries::default(),
-    )
-    .unwrap();
-    repo::publish(
-        &repo_dir,
-        &key_dir,
-        &[
-            ("test-phone/manifest.json".into(), v2.manifest.clone()),
-            ("test-phone/root.erofs".into(), v2.image.clone()),
-        ],
-        unix_now(),
-        repo::Expiries::default(),
-    )
-    .unwrap();
+    publish_release(&repo_dir, &key_dir, &v2).unwrap();
     let url = serve_directory(repo_dir.clone()).unwrap();
 
     // The device's sysroot: image keys in /etc, state (trusted root) for the daemon's user.
     let sysroot = d.join("sysroot");
     std::fs::create_dir_all(sysroot.join("etc/enigm")).unwrap();
-    let image_keys: BTreeMap<_, _> = keys::load(&key_dir, keys::IMAGE)
-        .unwrap()
-        .into_iter()
-        .map(|k| (k.keyid.clone(), k.public.clone()))
-        .collect();
+    let image_keys = keys::public_map(&key_dir, keys::IMAGE).unwrap();
     std::fs::write(
         sysroot.join("etc/enigm/image-keys.json"),
         serde_json::to_vec(&image_keys).unwrap(),
