@@ -1,0 +1,1 @@
+//! Privacy Mode: fail-closed network lockdown and radio, camera and microphone kill switches.
