@@ -95,6 +95,10 @@ pub const PACKAGES: &[Package] = &[
         name: "fdisk",
         needed_by: "sfdisk --json: the oracle for our A/B slot attribute bits",
     },
+    Package {
+        name: "zstd",
+        needed_by: "zstd --patch-from: the oracle and benchmark peer for delta updates",
+    },
 ];
 
 /// Where the daemons keep their sysusers.d files, relative to the workspace root:

@@ -13,7 +13,12 @@
 //! is complete. Rerunning the install starts over. After the new slot boots,
 //! [`confirm`] marks it good when its health check passed and only then raises the device's
 //! rollback index; otherwise its tries run out and the old slot boots again.
+//!
+//! [`install_delta`] installs from a delta against the running slot: it first checks that the
+//! delta produces the manifest's image and that the running slot holds the delta's source,
+//! and refuses before anything is written when either differs.
 
+mod delta;
 mod rollback;
 
 use std::io::Read;
@@ -25,6 +30,7 @@ use enigm_slots::{BootControl, GptBootControl, Slot, SlotError};
 use enigm_verity::{VerityParams, build};
 use openssl::sha::Sha256;
 
+pub use delta::install_delta;
 pub use rollback::{FileRollbackStore, RollbackStore};
 
 /// How many boots a new slot gets to pass its health check.
@@ -69,6 +75,9 @@ pub enum InstallError {
     /// The verity tree.
     #[error("dm-verity: {0}")]
     Verity(#[from] enigm_verity::VerityError),
+    /// A delta that does not fit the running image or the manifest, or does not decode.
+    #[error(transparent)]
+    Delta(#[from] enigm_delta::DeltaError),
     /// The rollback index store.
     #[error("rollback index: {0}")]
     Rollback(String),

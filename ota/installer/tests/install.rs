@@ -3,13 +3,18 @@
 //! unbootable; signed manifests refused for the wrong key, hardware or a lower rollback index;
 //! and a power cut at 200+ points of an install (inside the image and hash-area writes, and
 //! around each slot-flag write) always boots a complete slot, after which a rerun completes.
+//! Deltas against the running slot install the same image; a delta against another source
+//! or for another image is refused with the disk unchanged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use enigm_installer::{FileRollbackStore, InstallError, RollbackStore, confirm, install};
+use enigm_delta::DeltaError;
+use enigm_installer::{
+    FileRollbackStore, InstallError, RollbackStore, confirm, install, install_delta,
+};
 use enigm_manifest::{Manifest, ManifestError, VerityInfo};
 use enigm_slots::disk::{AbLayout, create_ab_disk, root_name, verity_name};
 use enigm_slots::fault::PowerCut;
@@ -40,7 +45,11 @@ struct Image {
 }
 
 fn image(blocks: usize, rollback_index: u64) -> Image {
-    let data = random(blocks * 4096);
+    image_of(random(blocks * 4096), rollback_index)
+}
+
+/// The image (manifest with a fresh salt) of `data`.
+fn image_of(data: Vec<u8>, rollback_index: u64) -> Image {
     let (salt, uuid) = (random(32), random(16));
     let params = VerityParams::new(salt.clone(), uuid.clone().try_into().unwrap());
     let tree = enigm_verity::build(&params, &data[..]).unwrap();
@@ -357,4 +366,95 @@ fn a_power_cut_anywhere_boots_a_complete_slot_and_a_rerun_completes() {
         old_boots > 0 && new_boots > 0,
         "old {old_boots}, new {new_boots}"
     );
+}
+
+/// `old` with a few blocks rewritten and some appended: a small upgrade.
+fn upgraded(old: &[u8]) -> Vec<u8> {
+    let mut new = old.to_vec();
+    new[40_960..49_152].copy_from_slice(&random(8192));
+    new.extend_from_slice(&random(3 * 4096));
+    new
+}
+
+fn delta(from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    enigm_delta::create(from, to, 3, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_delta_against_the_running_slot_installs_the_new_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, old) = disk(dir.path());
+    let new = image_of(upgraded(&old), 2);
+    let patch = delta(&old, &new.data);
+    assert!(patch.len() < new.data.len() / 8, "{} bytes", patch.len());
+    let mut control = GptBootControl::open(&path).unwrap();
+    let mut seen = 0;
+    let slot = install_delta(
+        &mut control,
+        Slot::A,
+        &new.manifest,
+        &patch[..],
+        3,
+        &mut |w, _| seen = w,
+    )
+    .unwrap();
+    assert_eq!((slot, seen), (Slot::B, new.manifest.root_size));
+    assert!(holds(&path, Slot::B, &new));
+    assert_eq!(boot(&mut control).unwrap(), Slot::B);
+}
+
+#[test]
+fn a_delta_against_another_source_or_for_another_image_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, old) = disk(dir.path());
+    let new = image_of(upgraded(&old), 2);
+    let mut other_source = old.clone();
+    other_source[100] ^= 1;
+    let wrong_source = delta(&other_source, &new.data);
+    let other = image_of(upgraded(&old), 2);
+    let wrong_target = delta(&old, &other.data);
+    let before = std::fs::read(&path).unwrap();
+    for (patch, what) in [(&wrong_source, "source"), (&wrong_target, "target")] {
+        let mut control = GptBootControl::open(&path).unwrap();
+        let err = install_delta(
+            &mut control,
+            Slot::A,
+            &new.manifest,
+            &patch[..],
+            3,
+            &mut |_, _| panic!("wrote while the delta's {what} is wrong"),
+        )
+        .unwrap_err();
+        match (what, &err) {
+            ("source", InstallError::Delta(DeltaError::WrongSource { .. })) => {}
+            ("target", InstallError::Mismatch(m)) if m.contains("the delta produces") => {}
+            _ => panic!("wrong {what}: {err}"),
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "wrong {what}: the disk changed"
+        );
+    }
+    // A truncated delta fails while streaming; the target slot stays unbootable.
+    let good = delta(&old, &new.data);
+    let mut control = GptBootControl::open(&path).unwrap();
+    let err = install_delta(
+        &mut control,
+        Slot::A,
+        &new.manifest,
+        &good[..good.len() - 20],
+        3,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, InstallError::Source(_) | InstallError::Mismatch(_)),
+        "{err}"
+    );
+    for _ in 0..3 {
+        assert_eq!(boot(&mut control).unwrap(), Slot::A);
+    }
 }

@@ -1,0 +1,76 @@
+//! Installing from a delta: the running slot's image is the source the delta refers back to.
+//!
+//! Everything that can refuse a delta does so before the target slot is touched: the header
+//! must produce exactly the image the signed manifest names, and the running slot must hold
+//! exactly the image the delta was made against (size and SHA-256, read back from the disk).
+//! Only then does [`install`](crate::install) run, streaming the decoded image in with the
+//! same checks and ordering as a full image.
+
+use std::io::Read;
+
+use enigm_delta::{DeltaError, Header};
+use enigm_manifest::Manifest;
+use enigm_slots::disk::root_name;
+use enigm_slots::table::{BLOCK, Disk};
+use enigm_slots::{GptBootControl, Slot};
+
+use crate::{InstallError, Progress, capacity, disk_err, install, partition};
+
+/// Installs the image `manifest` describes from `delta` (header + frame) against the image in
+/// `running`'s root partition, into the other slot, and activates it. Returns the slot
+/// written. A delta for another image, or against another source, changes nothing.
+pub fn install_delta<D: Disk>(
+    control: &mut GptBootControl<D>,
+    running: Slot,
+    manifest: &Manifest,
+    mut delta: impl Read,
+    tries: u8,
+    progress: Progress<'_>,
+) -> Result<Slot, InstallError> {
+    let header = Header::read_from(&mut delta)?;
+    if header.target.size != manifest.root_size
+        || header.target.sha256_hex() != manifest.root_sha256
+    {
+        return Err(InstallError::Mismatch(format!(
+            "the delta produces image {} ({} bytes), the manifest names {} ({} bytes)",
+            header.target.sha256_hex(),
+            header.target.size,
+            manifest.root_sha256,
+            manifest.root_size
+        )));
+    }
+    let source = read_source(control, running, header.source.size)?;
+    let verified = header.verify_source(&source)?;
+    let image = header.decoder(verified, delta)?;
+    install(control, running, manifest, image, tries, progress)
+}
+
+/// The first `size` bytes of `slot`'s root partition.
+fn read_source<D: Disk>(
+    control: &mut GptBootControl<D>,
+    slot: Slot,
+    size: u64,
+) -> Result<Vec<u8>, InstallError> {
+    let name = root_name(slot);
+    let entry = partition(control, &name)?;
+    if size > capacity(&entry) {
+        return Err(InstallError::Delta(DeltaError::WrongSource {
+            expected: "an image".into(),
+            expected_size: size,
+            found: format!("partition {name}"),
+            found_size: capacity(&entry),
+        }));
+    }
+    let len = usize::try_from(size).map_err(|_| InstallError::TooLarge {
+        what: "delta source",
+        size,
+        partition: name.clone(),
+        capacity: capacity(&entry),
+    })?;
+    let mut source = vec![0u8; len];
+    control
+        .disk_mut()
+        .read_at(entry.first_lba * BLOCK, &mut source)
+        .map_err(disk_err("reading", &name))?;
+    Ok(source)
+}
