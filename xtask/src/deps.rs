@@ -96,6 +96,26 @@ pub const PACKAGES: &[Package] = &[
         needed_by: "sfdisk --json: the oracle for our A/B slot attribute bits",
     },
     Package {
+        name: "libnftnl-dev",
+        needed_by: "nftnl crate: enigm-privacyd's nftables batches over netlink",
+    },
+    Package {
+        name: "libmnl-dev",
+        needed_by: "nftnl-sys links libmnl: enigm-privacyd's nftables batches",
+    },
+    Package {
+        name: "nftables",
+        needed_by: "nft: the oracle for the tables enigm-privacyd writes (Privacy Mode tests)",
+    },
+    Package {
+        name: "iproute2",
+        needed_by: "ip netns / veth: the Privacy Mode network-namespace tests",
+    },
+    Package {
+        name: "iputils-ping",
+        needed_by: "ping: ICMP probes in the Privacy Mode network-namespace tests",
+    },
+    Package {
         name: "zstd",
         needed_by: "zstd --patch-from: the oracle and benchmark peer for delta updates",
     },

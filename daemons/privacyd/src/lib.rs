@@ -1,1 +1,12 @@
 //! Privacy Mode: fail-closed network lockdown and radio, camera and microphone kill switches.
+//!
+//! The logic is plain data and pure functions — [`profile`] (what a profile switches off),
+//! [`ruleset`] (the nftables table it means), [`kernel`] (what the kernel reports, and how it
+//! differs) — and the side effects sit behind small traits: [`firewall::Firewall`] (nf_tables
+//! over netlink, [`nft`]).
+
+pub mod firewall;
+pub mod kernel;
+pub mod nft;
+pub mod profile;
+pub mod ruleset;
