@@ -6,8 +6,11 @@
 //!   then every `publish` adds targets and signs new targets, snapshot and timestamp
 //!   versions with expiries.
 //!
-//! - [`build`]: root file system → erofs → dm-verity → signed manifest → A/B GPT disk.
+//! - [`build`]: root file system → erofs → dm-verity → signed manifest → A/B GPT disk;
+//! - [`release`]: a build as repository targets (manifest, full image, deltas from earlier
+//!   builds).
 
 pub mod build;
 pub mod keys;
+pub mod release;
 pub mod repo;

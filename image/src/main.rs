@@ -6,7 +6,7 @@
 //! enigm-image repo init --keys DIR --repo REPO [--root-threshold N]
 //! enigm-image build --rootfs DIR --out OUT --keys DIR --version V --rollback-index N \
 //!     --hardware H [--disk-slot-mib M]
-//! enigm-image publish --keys DIR --repo REPO NAME=FILE...
+//! enigm-image publish --keys DIR --repo REPO [--build OUT [--delta-from OLD_OUT]...] [NAME=FILE]...
 //! ```
 
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use enigm_image::{keys, repo};
+use enigm_image::{keys, release, repo};
 
 #[derive(Parser)]
 #[command(
@@ -69,7 +69,8 @@ enum Command {
         #[arg(long)]
         disk_slot_mib: Option<u64>,
     },
-    /// Add targets (NAME=FILE) and sign new targets, snapshot and timestamp versions.
+    /// Add a build (its manifest, full image and deltas from earlier builds) and/or other
+    /// targets (NAME=FILE), and sign new targets, snapshot and timestamp versions.
     Publish {
         /// The key directory.
         #[arg(long)]
@@ -77,8 +78,18 @@ enum Command {
         /// The repository directory.
         #[arg(long)]
         repo: PathBuf,
-        /// Targets as NAME=FILE.
-        #[arg(required = true)]
+        /// A build's output directory: publishes HARDWARE/manifest.json and HARDWARE/root.erofs.
+        #[arg(long)]
+        build: Option<PathBuf>,
+        /// An earlier build's output directory: also publish a delta from its image
+        /// (repeatable; needs --build).
+        #[arg(long, requires = "build")]
+        delta_from: Vec<PathBuf>,
+        /// zstd level for deltas (1-22).
+        #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
+        delta_level: i32,
+        /// Further targets as NAME=FILE.
+        #[arg(required_unless_present = "build")]
         targets: Vec<String>,
     },
 }
@@ -232,17 +243,34 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         Command::Publish {
             keys,
             repo: path,
+            build,
+            delta_from,
+            delta_level,
             targets,
         } => {
-            let files = targets
-                .iter()
-                .map(|t| {
-                    let (name, file) = t
-                        .split_once('=')
-                        .with_context(|| format!("{t:?} is not NAME=FILE"))?;
-                    Ok((name.to_owned(), PathBuf::from(file)))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let mut files = Vec::new();
+            let mut deltas = Vec::new();
+            if let Some(build) = build {
+                if !delta_from.is_empty() {
+                    eprintln!(
+                        "enigm-image: making {} delta(s) at zstd level {delta_level} (minutes for large images)",
+                        delta_from.len()
+                    );
+                }
+                let made = release::release(&build, &delta_from, delta_level)?;
+                files.extend(made.files);
+                deltas = made
+                    .deltas
+                    .iter()
+                    .map(|d| serde_json::json!({"name": d.name, "from_version": d.from_version, "size": d.size}))
+                    .collect();
+            }
+            for t in &targets {
+                let (name, file) = t
+                    .split_once('=')
+                    .with_context(|| format!("{t:?} is not NAME=FILE"))?;
+                files.push((name.to_owned(), PathBuf::from(file)));
+            }
             let done = repo::publish(&path, &keys, &files, now(), repo::Expiries::default())?;
             Ok(serde_json::json!({
                 "repo": path,
@@ -250,6 +278,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
                 "snapshot_version": done.snapshot_version,
                 "timestamp_version": done.timestamp_version,
                 "targets": files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                "deltas": deltas,
             }))
         }
     }

@@ -183,3 +183,104 @@ fn build_check_boot_update_confirm_and_refuse_rollback() {
         "{err}"
     );
 }
+
+fn run_fails(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{what} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn publish_a_build_with_a_delta_from_the_previous_one() {
+    require_tool("mkfs.erofs", "erofs-utils").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = binary("enigm-image").unwrap();
+    let keys = d.join("keys");
+    let repo = d.join("repo");
+    run(
+        Command::new(&image)
+            .args(["keys", "generate", "--keys"])
+            .arg(&keys),
+        "keys generate",
+    );
+    run(
+        Command::new(&image)
+            .args(["repo", "init", "--keys"])
+            .arg(&keys)
+            .arg("--repo")
+            .arg(&repo),
+        "repo init",
+    );
+    rootfs(&d.join("rootfs-1"), "1");
+    build(
+        &image,
+        &keys,
+        &d.join("rootfs-1"),
+        &d.join("v1"),
+        "1",
+        1,
+        false,
+    );
+    // v2: the same tree with a new os-release.
+    rootfs(&d.join("rootfs-2"), "2");
+    std::fs::copy(
+        d.join("rootfs-1/usr/bin/tool"),
+        d.join("rootfs-2/usr/bin/tool"),
+    )
+    .unwrap();
+    build(
+        &image,
+        &keys,
+        &d.join("rootfs-2"),
+        &d.join("v2"),
+        "2",
+        2,
+        false,
+    );
+    let publish = |extra: &[&str]| {
+        let mut cmd = Command::new(&image);
+        cmd.args(["--json", "publish", "--keys"])
+            .arg(&keys)
+            .arg("--repo")
+            .arg(&repo)
+            .args(extra);
+        cmd
+    };
+    let v1 = d.join("v1").display().to_string();
+    let v2 = d.join("v2").display().to_string();
+    let out = run(
+        &mut publish(&["--build", &v2, "--delta-from", &v1, "--delta-level", "9"]),
+        "publish",
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sha = |build: &str| {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(Path::new(build).join("manifest.json")).unwrap())
+                .unwrap();
+        m["signed"]["root"]["sha256"].as_str().unwrap().to_owned()
+    };
+    let name = format!("test-phone/delta/{}-{}.zst", sha(&v1), sha(&v2));
+    assert_eq!(report["deltas"][0]["name"], name.as_str(), "{report}");
+    assert_eq!(report["deltas"][0]["from_version"], "1");
+    let size = report["deltas"][0]["size"].as_u64().unwrap();
+    let full = std::fs::metadata(d.join("v2/root.erofs")).unwrap().len();
+    assert!(size * 10 < full, "delta {size} bytes, image {full}");
+    assert_eq!(
+        report["targets"],
+        serde_json::json!(["test-phone/manifest.json", "test-phone/root.erofs", name])
+    );
+    let published = std::fs::read_dir(repo.join("targets/test-phone/delta"))
+        .unwrap()
+        .count();
+    assert_eq!(published, 1);
+
+    // Refused: a delta from the same image; --delta-from without --build.
+    let err = run_fails(
+        &mut publish(&["--build", &v2, "--delta-from", &v2]),
+        "self delta",
+    );
+    assert!(err.contains("same image"), "{err}");
+    let err = run_fails(&mut publish(&["--delta-from", &v1]), "no build");
+    assert!(err.contains("--build"), "{err}");
+}

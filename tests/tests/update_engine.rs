@@ -3,6 +3,8 @@
 //! signed manifest), downloads the payload (resumable, TUF and manifest must agree), applies
 //! it into slot B; the boot simulator boots B; after confirming, the engine reports the device
 //! up to date. Steps out of order and a payload that differs from its manifest are refused.
+//! With a delta published from the image a device runs, the engine fetches and applies the
+//! delta; a device running another image gets the full image.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,11 +13,12 @@ use enigm_e2e::update::{
     generate_keys, publish_release, release_options, serve_directory, unix_now,
 };
 use enigm_image::build::build;
+use enigm_image::release::release;
 use enigm_image::{keys, repo};
 use enigm_installer::{FileRollbackStore, RollbackStore};
 use enigm_slots::simulator::boot;
 use enigm_slots::{GptBootControl, Slot};
-use enigm_update_engine::{Engine, EngineConfig, EngineError, State};
+use enigm_update_engine::{Engine, EngineConfig, EngineError, Payload, State};
 
 #[test]
 fn check_download_apply_boot_confirm() {
@@ -136,4 +139,112 @@ fn check_download_apply_boot_confirm() {
             ..
         }
     ));
+}
+
+/// A copy of `from` (a release's rootfs) with `/etc/os-release` changed and a small file
+/// added: a small upgrade.
+fn upgraded_rootfs(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to.join("etc")).unwrap();
+    for entry in std::fs::read_dir(from.join("etc")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join("etc").join(entry.file_name())).unwrap();
+    }
+    std::fs::write(to.join("etc/os-release"), "VERSION_ID=2\n").unwrap();
+    std::fs::write(to.join("etc/motd"), "upgraded\n").unwrap();
+}
+
+#[test]
+fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_otherwise() {
+    require_tool("mkfs.erofs", "erofs-utils").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key_dir = d.join("keys");
+    generate_keys(&key_dir).unwrap();
+    let v1_options = release_options(d, &key_dir, "1", 1, true, 600_000).unwrap();
+    let v1 = build(&v1_options).unwrap();
+    let mut v2_options = release_options(d, &key_dir, "2", 2, false, 0).unwrap();
+    v2_options.rootfs = d.join("rootfs-2-upgraded");
+    upgraded_rootfs(&v1_options.rootfs, &v2_options.rootfs);
+    let v2 = build(&v2_options).unwrap();
+    // Another device runs a different v1 build: no delta fits it.
+    let other_v1 = build(&release_options(d, &key_dir, "1b", 1, true, 600_000).unwrap()).unwrap();
+
+    let repo_dir = d.join("repo");
+    repo::init(
+        &repo_dir,
+        &key_dir,
+        1,
+        unix_now(),
+        repo::Expiries::default(),
+    )
+    .unwrap();
+    let made = release(&v2_options.out, &[v1_options.out.clone()], 19).unwrap();
+    assert_eq!(made.deltas.len(), 1);
+    let delta_size = made.deltas[0].size;
+    assert!(
+        delta_size * 10 < v2.signed.root_size,
+        "delta {delta_size} bytes for a {} byte image",
+        v2.signed.root_size
+    );
+    repo::publish(
+        &repo_dir,
+        &key_dir,
+        &made.files,
+        unix_now(),
+        repo::Expiries::default(),
+    )
+    .unwrap();
+    let url = serve_directory(repo_dir.clone()).unwrap();
+
+    for (disk, expected) in [
+        (v1.disk.clone().unwrap(), Payload::Delta),
+        (other_v1.disk.clone().unwrap(), Payload::Full),
+    ] {
+        let state = d.join(format!("state-{expected:?}"));
+        std::fs::create_dir_all(state.join("tuf")).unwrap();
+        std::fs::copy(
+            repo_dir.join("metadata/1.root.json"),
+            state.join("tuf/root.json"),
+        )
+        .unwrap();
+        let config = EngineConfig {
+            metadata_url: format!("{url}/metadata"),
+            targets_url: format!("{url}/targets"),
+            state_dir: state.clone(),
+            hardware: "test-phone".into(),
+            image_keys: keys::public_map(&key_dir, keys::IMAGE).unwrap(),
+            image_threshold: 1,
+            tries: 3,
+        };
+        let rollback = FileRollbackStore::new(state.join("rollback-index"));
+        let mut engine = Engine::new(
+            config.clone(),
+            GptBootControl::open(&disk).unwrap(),
+            Slot::A,
+            Box::new(rollback.clone()),
+        );
+        assert!(matches!(
+            engine.check(unix_now()).unwrap(),
+            State::Available(_)
+        ));
+        let mut last = (0, 0);
+        engine
+            .download(unix_now(), &mut |done, total| last = (done, total))
+            .unwrap();
+        assert_eq!(engine.payload(), expected);
+        let downloaded = match expected {
+            Payload::Delta => delta_size,
+            Payload::Full => v2.signed.root_size,
+        };
+        assert_eq!(last, (downloaded, downloaded));
+        assert!(matches!(
+            engine.apply(&mut |_, _| {}).unwrap(),
+            State::Applied { slot: Slot::B, .. }
+        ));
+        let mut control = GptBootControl::open(&disk).unwrap();
+        assert_eq!(boot(&mut control).unwrap(), Slot::B);
+        let mut engine = Engine::new(config, control, Slot::B, Box::new(rollback.clone()));
+        assert!(engine.confirm_boot().unwrap(), "{expected:?}");
+        assert_eq!(rollback.clone().get().unwrap(), 2);
+    }
 }

@@ -22,6 +22,13 @@ use std::io::{BufReader, Read, Write};
 
 pub use header::{HEADER_LEN, Header, ImageId, MAGIC};
 
+/// The repository target name of the delta from the image with SHA-256 `source_sha256` to
+/// the one with `target_sha256` (both hex), for `hardware`: a device names the delta it can
+/// use from what it runs and what the manifest offers.
+pub fn target_name(hardware: &str, source_sha256: &str, target_sha256: &str) -> String {
+    format!("{hardware}/delta/{source_sha256}-{target_sha256}.zst")
+}
+
 /// The largest window a delta may ask for (2 GiB): the decoder keeps that much of the output.
 pub const MAX_WINDOW_LOG: u32 = 31;
 /// The smallest window zstd accepts.

@@ -3,10 +3,13 @@
 //! - **Check**: refresh the TUF metadata (`enigm-tuf`), fetch the target
 //!   `HARDWARE/manifest.json` through it, and open the manifest with the device's image keys,
 //!   hardware name and rollback index (`enigm-manifest`).
-//! - **Download**: the payload `HARDWARE/root.erofs`, whose TUF length and hash must equal
-//!   the manifest's, fetched resumably (`enigm_tuf::download`) into the state directory.
-//! - **Apply**: install it into the inactive slot (`enigm-installer`), which activates the
-//!   slot for the next boot.
+//! - **Download**: the payload, fetched resumably (`enigm_tuf::download`) into the state
+//!   directory: the delta from the running image to the new one when the repository offers it
+//!   (`HARDWARE/delta/SOURCE-TARGET.zst`, named by the SHA-256 of the running slot's image and
+//!   of the manifest's), else the full image `HARDWARE/root.erofs`, whose TUF length and hash
+//!   must equal the manifest's.
+//! - **Apply**: install it into the inactive slot (`enigm-installer`; a delta only after the
+//!   running slot is checked to hold its source), which activates the slot for the next boot.
 //!
 //! - **Confirm** (after the reboot, [`Engine::confirm_boot`]): when the slot written by
 //!   apply is the one running and not yet marked good, check it (its dm-verity tree against
@@ -20,7 +23,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use enigm_installer::{InstallError, RollbackStore, confirm, install, verify_slot};
+use enigm_installer::{
+    InstallError, RollbackStore, confirm, install, install_delta, slot_image, verify_slot,
+};
 use enigm_manifest::{Manifest, ManifestError};
 use enigm_slots::table::Disk;
 use enigm_slots::{BootControl, GptBootControl, Slot};
@@ -133,6 +138,15 @@ pub enum EngineError {
     },
 }
 
+/// Which payload a download fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The whole image.
+    Full,
+    /// A delta against the running slot's image.
+    Delta,
+}
+
 /// The engine over a slot-controlled disk.
 pub struct Engine<D: Disk> {
     config: EngineConfig,
@@ -140,6 +154,7 @@ pub struct Engine<D: Disk> {
     running: Slot,
     rollback: Box<dyn RollbackStore + Send>,
     state: State,
+    payload: Payload,
 }
 
 fn sha256_of(hashes: &BTreeMap<String, String>) -> String {
@@ -160,7 +175,13 @@ impl<D: Disk> Engine<D> {
             running,
             rollback,
             state: State::Idle,
+            payload: Payload::Full,
         }
+    }
+
+    /// The payload the last download fetched (a delta, or the full image).
+    pub fn payload(&self) -> Payload {
+        self.payload
     }
 
     /// The current state.
@@ -249,7 +270,7 @@ impl<D: Disk> Engine<D> {
             });
         };
         let result = self.download_inner(now, &manifest, progress);
-        self.record("download", result)?;
+        self.payload = self.record("download", result)?;
         self.state = State::Downloaded(manifest);
         Ok(&self.state)
     }
@@ -258,14 +279,21 @@ impl<D: Disk> Engine<D> {
         self.downloads().join("root.erofs")
     }
 
+    fn delta_path(&self) -> PathBuf {
+        self.downloads().join("root.delta")
+    }
+
     fn download_inner(
         &mut self,
         now: i64,
         manifest: &Manifest,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(), EngineError> {
+    ) -> Result<Payload, EngineError> {
         let mut updater = self.updater(now)?;
         updater.refresh()?;
+        if self.download_delta(&mut updater, manifest, progress)? {
+            return Ok(Payload::Delta);
+        }
         let name = format!("{}/root.erofs", self.config.hardware);
         let info = updater.target_info(&name)?;
         let sha = sha256_of(&info.hashes);
@@ -291,7 +319,45 @@ impl<D: Disk> Engine<D> {
             &sha,
             progress,
         )?;
-        Ok(())
+        Ok(Payload::Full)
+    }
+
+    /// Downloads the delta from the running image to `manifest`'s when the repository offers
+    /// one; false when it does not (or the running slot's image is unknown).
+    fn download_delta(
+        &mut self,
+        updater: &mut Updater<UrlFetcher>,
+        manifest: &Manifest,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<bool, EngineError> {
+        let Some(running) = slot_image(&mut self.control, self.running)? else {
+            return Ok(false);
+        };
+        let name = enigm_delta::target_name(
+            &self.config.hardware,
+            &running.sha256_hex(),
+            &manifest.root_sha256,
+        );
+        let info = match updater.target_info(&name) {
+            Ok(info) => info,
+            Err(TufError::UnknownTarget(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let sha = sha256_of(&info.hashes);
+        let url = payload_url(
+            &self.config.targets_url,
+            &name,
+            &sha,
+            updater.root().consistent_snapshot,
+        );
+        enigm_tuf::download::download_resumable(
+            &url,
+            &self.delta_path(),
+            info.length,
+            &sha,
+            progress,
+        )?;
+        Ok(true)
     }
 
     /// Installs the downloaded image into the inactive slot.
@@ -401,20 +467,35 @@ impl<D: Disk> Engine<D> {
         manifest: &Manifest,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Slot, EngineError> {
-        let path = self.payload_path();
-        let payload = std::fs::File::open(&path).map_err(|source| TufError::Io {
+        let path = match self.payload {
+            Payload::Full => self.payload_path(),
+            Payload::Delta => self.delta_path(),
+        };
+        let file = std::fs::File::open(&path).map_err(|source| TufError::Io {
             op: "opening",
             path: path.display().to_string(),
             source,
         })?;
-        Ok(install(
-            &mut self.control,
-            self.running,
-            manifest,
-            std::io::BufReader::new(payload),
-            self.config.tries,
-            progress,
-        )?)
+        let payload = std::io::BufReader::new(file);
+        let (running, tries) = (self.running, self.config.tries);
+        Ok(match self.payload {
+            Payload::Full => install(
+                &mut self.control,
+                running,
+                manifest,
+                payload,
+                tries,
+                progress,
+            )?,
+            Payload::Delta => install_delta(
+                &mut self.control,
+                running,
+                manifest,
+                payload,
+                tries,
+                progress,
+            )?,
+        })
     }
 
     /// The slot control (for confirming after a reboot).

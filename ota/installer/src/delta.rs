@@ -8,13 +8,16 @@
 
 use std::io::Read;
 
-use enigm_delta::{DeltaError, Header};
+use enigm_delta::{DeltaError, Header, ImageId};
 use enigm_manifest::Manifest;
 use enigm_slots::disk::root_name;
+use enigm_slots::disk::verity_name;
 use enigm_slots::table::{BLOCK, Disk};
 use enigm_slots::{GptBootControl, Slot};
+use enigm_verity::{SUPERBLOCK_SIZE, Superblock};
+use openssl::sha::Sha256;
 
-use crate::{InstallError, Progress, capacity, disk_err, install, partition};
+use crate::{InstallError, PartitionReader, Progress, capacity, disk_err, install, partition};
 
 /// Installs the image `manifest` describes from `delta` (header + frame) against the image in
 /// `running`'s root partition, into the other slot, and activates it. Returns the slot
@@ -73,4 +76,49 @@ fn read_source<D: Disk>(
         .read_at(entry.first_lba * BLOCK, &mut source)
         .map_err(disk_err("reading", &name))?;
     Ok(source)
+}
+
+/// The identity (size and SHA-256) of the image in `slot`, its size taken from the dm-verity
+/// superblock in the slot's verity partition and its hash read from the root partition; `None`
+/// when the verity partition holds no superblock (a slot never written by an image build or
+/// an update). Which delta to ask for follows from it; [`install_delta`] checks it again.
+pub fn slot_image<D: Disk>(
+    control: &mut GptBootControl<D>,
+    slot: Slot,
+) -> Result<Option<ImageId>, InstallError> {
+    let (root, verity) = (root_name(slot), verity_name(slot));
+    let verity_part = partition(control, &verity)?;
+    let mut block = [0u8; SUPERBLOCK_SIZE];
+    control
+        .disk_mut()
+        .read_at(verity_part.first_lba * BLOCK, &mut block)
+        .map_err(disk_err("reading", &verity))?;
+    let Ok(superblock) = Superblock::parse(&block) else {
+        return Ok(None);
+    };
+    let size = superblock
+        .data_blocks
+        .saturating_mul(u64::from(superblock.params.data_block_size));
+    let root_part = partition(control, &root)?;
+    if size > capacity(&root_part) {
+        return Ok(None);
+    }
+    let mut reader = PartitionReader {
+        disk: control.disk_mut(),
+        offset: root_part.first_lba * BLOCK,
+        remaining: size,
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buf).map_err(disk_err("reading", &root))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Some(ImageId {
+        size,
+        sha256: hasher.finish(),
+    }))
 }

@@ -30,7 +30,7 @@ use enigm_slots::{BootControl, GptBootControl, Slot, SlotError};
 use enigm_verity::{VerityParams, build};
 use openssl::sha::Sha256;
 
-pub use delta::install_delta;
+pub use delta::{install_delta, slot_image};
 pub use rollback::{FileRollbackStore, RollbackStore};
 
 /// How many boots a new slot gets to pass its health check.
