@@ -6,6 +6,7 @@
 //! [`binary`] builds the workspace's binaries once per test process. Tools a test needs are
 //! installed when missing ([`require_tool`]); nothing is silently skipped.
 
+pub mod netns;
 pub mod update;
 
 use std::io::{BufRead, BufReader};
