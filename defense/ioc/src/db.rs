@@ -37,6 +37,8 @@ pub struct Indicator {
     pub pattern: String,
     /// Indices into [`IocDb::collections`].
     pub collections: Vec<u32>,
+    /// The attributes its pattern compares.
+    pub attributes: Vec<Attribute>,
     /// Number of brackets of each alternative.
     alternative_brackets: Vec<u16>,
 }
@@ -149,7 +151,12 @@ impl IocDbBuilder {
                     }
                 }
             }
+            let mut attributes: Vec<Attribute> =
+                raw.pattern.comparisons().map(|c| c.attribute).collect();
+            attributes.sort();
+            attributes.dedup();
             db.indicators.push(Indicator {
+                attributes,
                 id: raw.id,
                 pattern: raw.pattern_text,
                 collections: raw.collections.iter().map(|c| (base + c) as u32).collect(),
@@ -228,6 +235,15 @@ impl IocDb {
     /// e.g. hashing files when no hash indicator is loaded).
     pub fn wants(&self, attribute: Attribute) -> bool {
         self.stats.by_type.contains_key(&attribute)
+    }
+
+    /// The key values indexed for an attribute (e.g. every `file:path` an indicator names,
+    /// for scanners that check them directly).
+    pub fn values_of(&self, attribute: Attribute) -> impl Iterator<Item = &str> {
+        self.index
+            .get(attribute.index())
+            .into_iter()
+            .flat_map(|index| index.keys().map(|key| &**key))
     }
 
     /// Whether a hit alone satisfies its indicator (its alternative has one bracket).
