@@ -9,4 +9,6 @@ pub mod firewall;
 pub mod kernel;
 pub mod nft;
 pub mod profile;
+pub mod rfkill;
 pub mod ruleset;
+pub mod sensors;
