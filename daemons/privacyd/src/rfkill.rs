@@ -96,6 +96,46 @@ pub fn plan(current: &[RadioState], off: &[Radio]) -> Vec<(u32, Radio, bool)> {
         .collect()
 }
 
+/// Radio switches as the daemon uses them.
+pub trait RadioSwitch: Send {
+    /// Every switch of a known radio type.
+    fn list(&self) -> Result<Vec<RadioState>, RfkillError>;
+    /// Sets a switch's soft block and waits until it reads back so.
+    fn set(&self, index: u32, radio: Radio, block: bool) -> Result<(), RfkillError>;
+}
+
+impl RadioSwitch for Rfkill {
+    fn list(&self) -> Result<Vec<RadioState>, RfkillError> {
+        Rfkill::list(self)
+    }
+
+    fn set(&self, index: u32, radio: Radio, block: bool) -> Result<(), RfkillError> {
+        Rfkill::set(self, index, radio, block)
+    }
+}
+
+/// In-memory radios for unit tests.
+#[derive(Debug, Default)]
+pub struct FakeRadios {
+    /// The switches.
+    pub states: std::sync::Mutex<Vec<RadioState>>,
+}
+
+impl RadioSwitch for FakeRadios {
+    fn list(&self) -> Result<Vec<RadioState>, RfkillError> {
+        Ok(self.states.lock().map(|s| s.clone()).unwrap_or_default())
+    }
+
+    fn set(&self, index: u32, _radio: Radio, block: bool) -> Result<(), RfkillError> {
+        if let Ok(mut states) = self.states.lock() {
+            for state in states.iter_mut().filter(|s| s.index == index) {
+                state.soft = block;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// rfkill under a sysroot.
 #[derive(Debug, Clone)]
 pub struct Rfkill {
