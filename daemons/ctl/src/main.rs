@@ -5,6 +5,7 @@
 //! talk to the companion backend over gRPC with a pinned TLS certificate ([`backend`]).
 
 mod backend;
+mod defense;
 mod grpc;
 mod posture;
 mod time;
@@ -39,6 +40,8 @@ enum Command {
     Attest(backend::AttestArgs),
     /// Verified A/B updates through enigm-updated: check, download, apply, status.
     Update(update::UpdateArgs),
+    /// Active Defense: scan this device, an image or a dump for spyware indicators (offline).
+    Defense(defense::DefenseArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,12 +66,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let command = match cli.command {
+        // Offline: no bus needed.
+        Command::Defense(args) => return defense::run_defense(&args),
+        command => command,
+    };
     let connection = connect(cli.bus_address.as_deref()).await?;
-    match cli.command {
+    match command {
         Command::Posture(args) => posture::run(&connection, &args).await,
         Command::Enroll(args) => backend::enroll(&connection, &args).await,
         Command::Attest(args) => backend::attest(&connection, &args).await,
         Command::Update(args) => update::run(&connection, &args).await,
+        Command::Defense(args) => defense::run_defense(&args),
     }
 }
 
