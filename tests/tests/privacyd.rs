@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use enigm_e2e::netns::{Path as Route, ProbeResult, TUNNEL, Topology};
-use enigm_e2e::{Daemon, PrivateBus, ensure_system_users, package_binary, require_tool};
+use enigm_e2e::{
+    Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
+};
 
 const NAME: &str = "org.enigm.PrivacyMode1";
 const PATH: &str = "/org/enigm/PrivacyMode1";
@@ -326,6 +328,51 @@ async fn lockdown_survives_sigkill_and_restarts_and_disable_restores() {
     // Disable removes exactly our table; everything flows again.
     let daemon = start(&bus, &topology.device, &fixture).await;
     nft(&topology.device, &["add", "table", "inet", "someone_else"]);
+    // enigmctl: any uid reads the status; another uid cannot turn the mode off; root can.
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .uid(65534)
+        .args(["privacy", "status", "--json"])
+        .output()
+        .unwrap();
+    let status_json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(status_json["state"], "on");
+    assert_eq!(status_json["profile"], "lockdown");
+    assert_eq!(status_json["components"][0]["name"], "network");
+    assert_eq!(status_json["components"][0]["ok"], true);
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .uid(65534)
+        .args(["privacy", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
+    assert_eq!(status(&proxy).await.0, "on");
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .args(["privacy", "off"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.stderr()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Privacy Mode off"));
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .args(["privacy", "on", "travel"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("profile travel"));
     let (state, _) = call(&proxy, None)
         .await
         .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));

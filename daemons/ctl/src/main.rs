@@ -8,6 +8,7 @@ mod backend;
 mod defense;
 mod grpc;
 mod posture;
+mod privacy;
 mod time;
 mod update;
 
@@ -40,6 +41,8 @@ enum Command {
     Attest(backend::AttestArgs),
     /// Verified A/B updates through enigm-updated: check, download, apply, status.
     Update(update::UpdateArgs),
+    /// Privacy Mode through enigm-privacyd: on [PROFILE], off, status.
+    Privacy(privacy::PrivacyArgs),
     /// Active Defense: scan this device, an image or a dump for spyware indicators (offline).
     Defense(defense::DefenseArgs),
 }
@@ -77,6 +80,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Enroll(args) => backend::enroll(&connection, &args).await,
         Command::Attest(args) => backend::attest(&connection, &args).await,
         Command::Update(args) => update::run(&connection, &args).await,
+        Command::Privacy(args) => privacy::run(&connection, &args).await,
         Command::Defense(args) => defense::run_defense(&args),
     }
 }
