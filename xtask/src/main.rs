@@ -40,7 +40,8 @@ enum Command {
     /// install-deps, build, then run the daemon on a private bus and print its posture.
     Demo,
     /// install-deps, then the criterion benchmarks, the backend round-trip benchmark, the
-    /// image verification and dm-verity benchmark and the end-to-end benchmark (release).
+    /// image verification and dm-verity benchmark, the delta-size benchmark and the end-to-end
+    /// benchmark (release).
     ///
     /// Arguments after `--` are appended to `cargo bench -p enigm-tscd --bench posture`.
     Bench {
@@ -137,6 +138,10 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     steps::run(
         "bench (image verification and dm-verity)",
         &steps::cargo(root).args(["bench", "-p", "enigm-verity", "--bench", "throughput"]),
+    )?;
+    steps::run(
+        "bench (delta update size)",
+        &steps::cargo(root).args(["bench", "-p", "enigm-delta", "--bench", "delta_size"]),
     )?;
     steps::run(
         "build (release)",

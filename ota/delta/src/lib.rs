@@ -88,6 +88,10 @@ pub fn create(
     };
     out.write_all(&header.encode())?;
     let mut encoder = zstd::stream::write::Encoder::with_ref_prefix(out, level, source)?;
+    // libzstd's multi-threaded mode runs long-distance matching serially over the source and
+    // the target; in single-threaded mode it does not reach into a ref prefix, and the delta
+    // of a real package upgrade came out 7x larger (docs/benchmarks.md).
+    encoder.multithread(compression_workers())?;
     encoder.long_distance_matching(true)?;
     encoder.window_log(header.window_log)?;
     encoder.include_checksum(true)?;
@@ -95,6 +99,13 @@ pub fn create(
     encoder.write_all(target)?;
     encoder.finish()?;
     Ok(header)
+}
+
+/// Worker threads for compressing: the machine's cores, at most 4.
+fn compression_workers() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+        .clamp(1, 4)
 }
 
 /// Source bytes whose size and SHA-256 are the ones a delta's header names.
