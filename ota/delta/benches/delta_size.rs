@@ -105,8 +105,10 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let work =
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-delta"));
+    let work = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/bench-delta"
+    ));
     let cache = work.join("wheels");
     std::fs::create_dir_all(&cache)?;
     rootfs(&cache, &work.join("rootfs-1"), OLD, "1")?;
@@ -119,7 +121,12 @@ fn main() -> Result<()> {
     let window = enigm_delta::window_log_for(v1.len() as u64, v2.len() as u64)?;
     let started = Instant::now();
     run(Command::new("zstd")
-        .args(["-q", "-f", &format!("-{LEVEL}"), &format!("--long={window}")])
+        .args([
+            "-q",
+            "-f",
+            &format!("-{LEVEL}"),
+            &format!("--long={window}"),
+        ])
         .arg(&v2_path)
         .arg("-o")
         .arg(&full_zst))?;
@@ -133,7 +140,12 @@ fn main() -> Result<()> {
     let peer = work.join("v2.patch-from.zst");
     let started = Instant::now();
     run(Command::new("zstd")
-        .args(["-q", "-f", &format!("-{LEVEL}"), &format!("--long={window}")])
+        .args([
+            "-q",
+            "-f",
+            &format!("-{LEVEL}"),
+            &format!("--long={window}"),
+        ])
         .arg(format!("--patch-from={}", v1_path.display()))
         .arg(&v2_path)
         .arg("-o")
@@ -146,7 +158,10 @@ fn main() -> Result<()> {
         ours.len() as u64,
         size_of(&peer)?,
     );
-    println!("delta size: {OLD} -> {NEW} in a {:.1} MiB erofs root", mib(full));
+    println!(
+        "delta size: {OLD} -> {NEW} in a {:.1} MiB erofs root",
+        mib(full)
+    );
     println!("  full image            {:>10.2} MiB", mib(full));
     println!(
         "  full image, zstd -{LEVEL}  {:>10.2} MiB  ({full_zst_secs:.1} s)",
