@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use enigm_e2e::update::{generate_keys, publish_release, release_options, serve_directory};
 use enigm_e2e::{
-    Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
+    Daemon, PrivateBus, Swtpm, enigmctl_package, ensure_system_users, package_binary, require_tool,
 };
 use enigm_image::build::build;
 use enigm_image::keys;
+use enigm_installer::{RollbackStore, TpmRollbackStore};
 use enigm_slots::simulator::boot;
 use enigm_slots::{BootControl, GptBootControl, Slot};
 use futures_util::StreamExt;
@@ -83,6 +84,8 @@ async fn check_download_apply_over_the_bus() {
     chown_tree(&state, &user);
     let disk = v1.disk.clone().unwrap();
 
+    // The rollback index lives in a TPM NV index (swtpm stands in for the device's TPM).
+    let tpm = Swtpm::start().unwrap();
     let bus = PrivateBus::start("").unwrap();
     let command = |complete: bool, slot: &str| {
         let mut c = Command::new(package_binary("enigm-updated", "enigm-updated").unwrap());
@@ -98,6 +101,7 @@ async fn check_download_apply_over_the_bus() {
             .env("ENIGM_UPDATED__UPDATE__HARDWARE", "test-phone")
             .env("ENIGM_UPDATED__UPDATE__DISK", &disk)
             .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", slot)
+            .env("ENIGM_UPDATED__UPDATE__ROLLBACK_STORE", tpm.tcti())
             .env_remove("NOTIFY_SOCKET");
         if complete {
             c.env(
@@ -219,11 +223,12 @@ async fn check_download_apply_over_the_bus() {
     assert!(observed.contains("slot B confirmed"), "{observed}");
     let mut control = GptBootControl::open(&disk).unwrap();
     assert!(control.slots().unwrap().b.successful);
-    assert_eq!(
-        std::fs::read_to_string(state.join("rollback-index"))
-            .unwrap()
-            .trim(),
-        "2"
-    );
     assert_eq!(boot(&mut control).unwrap(), Slot::B);
+    drop(daemon);
+    let mut rollback = TpmRollbackStore::open(&tpm.tcti()).unwrap();
+    assert_eq!(rollback.get().unwrap(), 2, "raised in the TPM");
+    assert!(
+        !state.join("rollback-index").exists(),
+        "no file store in use"
+    );
 }

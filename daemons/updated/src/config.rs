@@ -50,6 +50,10 @@ pub struct UpdateConfig {
     pub running_slot: String,
     /// Boots a new slot gets to pass its health check.
     pub tries: u8,
+    /// Where the rollback index lives: a TCTI (`device:/dev/tpmrm0`, `swtpm:port=2321`) for a
+    /// TPM NV index; `file` for `STATE_DIR/rollback-index`; `auto` (default): the TPM at
+    /// `/dev/tpmrm0` when the device has one, else the file.
+    pub rollback_store: String,
 }
 
 impl Default for UpdateConfig {
@@ -64,6 +68,7 @@ impl Default for UpdateConfig {
             disk: String::new(),
             running_slot: "auto".into(),
             tries: 3,
+            rollback_store: "auto".into(),
         }
     }
 }
@@ -81,6 +86,28 @@ impl UpdateConfig {
         .filter(|(_, v)| v.is_empty())
         .map(|(k, _)| k)
         .collect()
+    }
+}
+
+/// Where the rollback index is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackLocation {
+    /// A TPM NV index, through this TCTI.
+    Tpm(String),
+    /// `STATE_DIR/rollback-index`.
+    File,
+}
+
+/// The TPM resource manager device the `auto` setting looks for.
+pub const TPM_DEVICE: &str = "/dev/tpmrm0";
+
+/// The rollback store `setting` names; `tpm_present` says whether [`TPM_DEVICE`] exists.
+pub fn rollback_location(setting: &str, tpm_present: bool) -> RollbackLocation {
+    match setting {
+        "file" => RollbackLocation::File,
+        "auto" | "" if tpm_present => RollbackLocation::Tpm(format!("device:{TPM_DEVICE}")),
+        "auto" | "" => RollbackLocation::File,
+        tcti => RollbackLocation::Tpm(tcti.to_owned()),
     }
 }
 
@@ -116,6 +143,21 @@ mod tests {
         ];
         for (cmdline, slot) in cases {
             assert_eq!(slot_from_cmdline(cmdline), slot, "{cmdline}");
+        }
+    }
+
+    #[test]
+    fn rollback_store_settings() {
+        let tpm = |t: &str| RollbackLocation::Tpm(t.to_owned());
+        let cases = [
+            ("auto", true, tpm("device:/dev/tpmrm0")),
+            ("auto", false, RollbackLocation::File),
+            ("", true, tpm("device:/dev/tpmrm0")),
+            ("file", true, RollbackLocation::File),
+            ("swtpm:port=2321", false, tpm("swtpm:port=2321")),
+        ];
+        for (setting, present, expected) in cases {
+            assert_eq!(rollback_location(setting, present), expected, "{setting}");
         }
     }
 

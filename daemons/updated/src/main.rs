@@ -10,14 +10,17 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use enigm_installer::FileRollbackStore;
+use enigm_installer::{FileRollbackStore, RollbackStore, TpmRollbackStore};
 use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
 use enigm_slots::GptBootControl;
 use enigm_update_engine::{Engine, EngineConfig};
-use enigm_updated::config::{DAEMON, SYSTEM_USER, UpdatedConfig, parse_slot, slot_from_cmdline};
+use enigm_updated::config::{
+    DAEMON, RollbackLocation, SYSTEM_USER, TPM_DEVICE, UpdatedConfig, parse_slot,
+    rollback_location, slot_from_cmdline,
+};
 use enigm_updated::service::{BUS_NAME, OBJECT_PATH, PostureSignal, Update};
 
 /// The compiled system-call allow-list (`seccomp.json`).
@@ -71,6 +74,20 @@ fn run() -> Result<()> {
     let control = GptBootControl::open(disk_path)
         .with_context(|| format!("opening the disk {}", disk_path.display()))?;
 
+    // The TPM device node is opened while the daemon may still be root, like the disk.
+    let state_dir = PathBuf::from(&update.state_dir);
+    let tpm_present = sysroot.path(TPM_DEVICE).exists();
+    let rollback: Box<dyn RollbackStore + Send> =
+        match rollback_location(&update.rollback_store, tpm_present) {
+            RollbackLocation::Tpm(tcti) => Box::new(
+                TpmRollbackStore::open(&tcti)
+                    .with_context(|| format!("update.rollback_store: the TPM at {tcti}"))?,
+            ),
+            RollbackLocation::File => {
+                Box::new(FileRollbackStore::new(state_dir.join("rollback-index")))
+            }
+        };
+
     privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
         .context("dropping privileges")?;
     seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
@@ -78,7 +95,6 @@ fn run() -> Result<()> {
         seccomp::probe();
     }
 
-    let state_dir = PathBuf::from(&update.state_dir);
     let engine = Engine::new(
         EngineConfig {
             metadata_url: update.metadata_url.clone(),
@@ -91,7 +107,7 @@ fn run() -> Result<()> {
         },
         control,
         running,
-        Box::new(FileRollbackStore::new(state_dir.join("rollback-index"))),
+        rollback,
     );
     let mut engine = engine;
     // A slot written before the reboot: confirm it now (or record that it fell back).

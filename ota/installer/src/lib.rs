@@ -20,6 +20,7 @@
 
 mod delta;
 mod rollback;
+mod rollback_tpm;
 
 use std::io::Read;
 
@@ -32,6 +33,7 @@ use openssl::sha::Sha256;
 
 pub use delta::{install_delta, slot_image};
 pub use rollback::{FileRollbackStore, RollbackStore};
+pub use rollback_tpm::{ROLLBACK_NV_INDEX, TpmRollbackStore};
 
 /// How many boots a new slot gets to pass its health check.
 pub const DEFAULT_TRIES: u8 = 3;

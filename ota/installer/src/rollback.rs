@@ -1,5 +1,6 @@
 //! The device's rollback index: the lowest image index it may install. Kept in a TPM NV
-//! index when the device has a TPM (later), else in a file only the updater may write.
+//! index when the device has a TPM ([`crate::TpmRollbackStore`]), else in a file only the
+//! updater may write.
 
 use std::io::Write;
 use std::path::PathBuf;
