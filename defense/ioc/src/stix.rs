@@ -164,8 +164,29 @@ struct Object {
     object_refs: Vec<String>,
 }
 
+#[derive(Deserialize)]
+struct TypedEnvelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    objects: Vec<Object>,
+}
+
 /// Parses a bundle's JSON bytes. `source_name` appears in errors.
+///
+/// The common case decodes straight into typed objects; only when that fails is the bundle
+/// decoded again object by object, to name the one at fault.
 pub fn parse_bundle(source_name: &str, bytes: &[u8]) -> Result<ParsedBundle, StixError> {
+    if let Ok(typed) = serde_json::from_slice::<TypedEnvelope>(bytes) {
+        return parse_objects(
+            source_name,
+            typed.kind,
+            typed.objects.into_iter().map(|object| {
+                let id = object.id.clone();
+                (Ok(object), id)
+            }),
+        );
+    }
     let envelope: Envelope = serde_json::from_slice(bytes).map_err(|error| StixError::Json {
         source_name: source_name.to_owned(),
         error,
@@ -186,10 +207,29 @@ pub fn parse_bundle_value(
 }
 
 fn parse_envelope(source_name: &str, envelope: Envelope) -> Result<ParsedBundle, StixError> {
-    if envelope.kind != "bundle" {
+    parse_objects(
+        source_name,
+        envelope.kind,
+        envelope.objects.into_iter().map(|value| {
+            let id = value
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            (Object::deserialize(value), id)
+        }),
+    )
+}
+
+/// Objects as decoded (or the decoding error), each with its id when one could be read.
+fn parse_objects(
+    source_name: &str,
+    kind: String,
+    objects: impl Iterator<Item = (Result<Object, serde_json::Error>, Option<String>)>,
+) -> Result<ParsedBundle, StixError> {
+    if kind != "bundle" {
         return Err(StixError::NotBundle {
             source_name: source_name.to_owned(),
-            found: envelope.kind,
+            found: kind,
         });
     }
     let fail = |index: usize, id: Option<&str>, problem: ObjectProblem| StixError::Object {
@@ -205,13 +245,9 @@ fn parse_envelope(source_name: &str, envelope: Envelope) -> Result<ParsedBundle,
     let mut relationships: Vec<(String, String)> = Vec::new();
     let mut indicators: Vec<(usize, Object)> = Vec::new();
 
-    for (index, value) in envelope.objects.into_iter().enumerate() {
-        let id_hint = value
-            .get("id")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned);
-        let object = Object::deserialize(value)
-            .map_err(|error| fail(index, id_hint.as_deref(), ObjectProblem::Field(error)))?;
+    for (index, (object, id_hint)) in objects.enumerate() {
+        let object =
+            object.map_err(|error| fail(index, id_hint.as_deref(), ObjectProblem::Field(error)))?;
         let Some(id) = object.id.clone() else {
             return Err(fail(index, None, ObjectProblem::Missing("id")));
         };

@@ -12,7 +12,7 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use enigm_runtime::sysroot::Sysroot;
 
@@ -128,6 +128,9 @@ pub struct ScanFs {
     real_root: PathBuf,
     boundary: ContentBoundary,
     log: Option<Arc<dyn AccessLog>>,
+    /// The last parent directory resolved (host path → real host path): walks read many
+    /// files of one directory in a row.
+    last_parent: Arc<Mutex<Option<(PathBuf, PathBuf)>>>,
 }
 
 impl std::fmt::Debug for ScanFs {
@@ -149,6 +152,7 @@ impl ScanFs {
             real_root,
             boundary,
             log: None,
+            last_parent: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -188,7 +192,7 @@ impl ScanFs {
         if parent.as_os_str().is_empty() || host == self.sysroot.root() {
             return Ok(host);
         }
-        match std::fs::canonicalize(parent) {
+        match self.real_parent(parent) {
             Ok(real_parent) => {
                 let Ok(inside) = real_parent.strip_prefix(&self.real_root) else {
                     return Err(refused());
@@ -202,6 +206,21 @@ impl ScanFs {
             // A missing parent: the path does not exist; let the access report it.
             Err(_) => Ok(host),
         }
+    }
+
+    /// A directory's real path, from the one-entry cache when it is the last one resolved.
+    fn real_parent(&self, parent: &Path) -> io::Result<PathBuf> {
+        if let Ok(cache) = self.last_parent.lock()
+            && let Some((host, real)) = cache.as_ref()
+            && host == parent
+        {
+            return Ok(real.clone());
+        }
+        let real = std::fs::canonicalize(parent)?;
+        if let Ok(mut cache) = self.last_parent.lock() {
+            *cache = Some((parent.to_owned(), real.clone()));
+        }
+        Ok(real)
     }
 
     /// Like [`ScanFs::host_path`], also resolving the last component when it is a link.

@@ -34,12 +34,14 @@ impl Digests {
     }
 }
 
-/// Hex digests of a file (streamed; files larger than `limit` are not hashed).
+/// Hex digests of a file (streamed through `buffer`; files larger than `limit` are not
+/// hashed).
 pub fn hash_file(
     fs: &ScanFs,
     path: &Path,
     wanted: Digests,
     limit: u64,
+    buffer: &mut [u8],
 ) -> Result<Vec<(Attribute, String)>, FsError> {
     let io = |error: std::io::Error| FsError::Io {
         path: path.to_owned(),
@@ -65,10 +67,9 @@ pub fn hash_file(
     }
     let file = fs.open(path)?;
     let mut reader = file.take(limit + 1);
-    let mut buffer = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        let n = reader.read(&mut buffer).map_err(io)?;
+        let n = reader.read(buffer).map_err(io)?;
         if n == 0 {
             break;
         }
@@ -91,11 +92,17 @@ pub fn hash_file(
     Ok(out)
 }
 
-fn observe_path(scan: &mut Scan<'_>, path: &Path, kind: EntryKind, digests: Digests) {
+fn observe_path(
+    scan: &mut Scan<'_>,
+    path: &Path,
+    kind: EntryKind,
+    digests: Digests,
+    buffer: &mut [u8],
+) {
     let text = path.display().to_string();
     let name = basename(&text);
     let hashes = if kind == EntryKind::File && digests.any() {
-        match hash_file(scan.fs, path, digests, scan.config.max_hash_bytes) {
+        match hash_file(scan.fs, path, digests, scan.config.max_hash_bytes, buffer) {
             Ok(hashes) => hashes,
             Err(FsError::TooLarge(_)) => Vec::new(),
             Err(error) => {
@@ -126,6 +133,7 @@ pub fn scan(scan: &mut Scan<'_>) {
         sha256: scan.db.wants(Attribute::FileSha256),
     };
     let mut budget = Budget(scan.config.max_entries);
+    let mut buffer = vec![0u8; 64 * 1024];
     for root in scan.config.file_roots.clone() {
         // A root that is a link (`/bin` → `usr/bin`) is walked through its target's own root.
         match scan.fs.symlink_metadata(&root) {
@@ -151,7 +159,7 @@ pub fn scan(scan: &mut Scan<'_>) {
             &mut |error| errors.push(error.to_string()),
         );
         for (path, kind) in entries {
-            observe_path(scan, &path, kind, digests);
+            observe_path(scan, &path, kind, digests, &mut buffer);
         }
         for problem in errors {
             scan.issue(&FsError::Io {
@@ -187,7 +195,7 @@ pub fn scan(scan: &mut Scan<'_>) {
                 } else {
                     EntryKind::Other
                 };
-                observe_path(scan, path, kind, digests);
+                observe_path(scan, path, kind, digests, &mut buffer);
             }
             Err(error) => scan.issue(&error),
         }
