@@ -112,6 +112,11 @@ fn python_tuf_repositories_are_accepted_and_attacks_refused() {
             "file.txt: sha256 hash differs",
         ),
         ("endless-data", "download", "file.txt: more than 22 bytes"),
+        (
+            "diamond",
+            "diamond",
+            "role1: 0 valid signature(s) from distinct keys",
+        ),
     ];
     for (attack, stage, reason) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -162,6 +167,33 @@ fn python_tuf_repositories_are_accepted_and_attacks_refused() {
                 continue;
             }
             "refresh" => refused(&client.refresh(&bad), attack, reason),
+            "diamond" => {
+                // role1 is trusted through targets; reached again through parent-b, whose
+                // delegation names another key, it must be verified anew and refused. One
+                // invocation, one updater, both targets in order.
+                let url = format!("file://{}", bad.join("metadata").display());
+                let targets = format!("file://{}", bad.join("targets").display());
+                let out = client.run(&[
+                    "--metadata-url",
+                    &url,
+                    "--target-name",
+                    "delegated/inner.txt",
+                    "--target-name",
+                    "team-b/evil.txt",
+                    "--target-base-url",
+                    &targets,
+                    "--target-dir",
+                    client.out.to_str().unwrap(),
+                    "download",
+                ]);
+                refused(&out, attack, reason);
+                assert!(client.out.join("delegated%2Finner.txt").exists());
+                assert!(
+                    !client.out.join("team-b%2Fevil.txt").exists(),
+                    "diamond: a target through the unverified path was written"
+                );
+                continue;
+            }
             _ => {
                 refused(&client.download(&bad, "file.txt"), attack, reason);
                 assert!(

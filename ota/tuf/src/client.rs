@@ -64,6 +64,8 @@ pub struct Updater<F: Fetcher> {
     timestamp: Option<Trusted<Timestamp>>,
     snapshot: Option<Trusted<Snapshot>>,
     targets: BTreeMap<String, Trusted<Targets>>,
+    /// For each trusted targets role, the role whose delegation it was verified against.
+    targets_delegator: BTreeMap<String, String>,
 }
 
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, TufError> {
@@ -212,6 +214,7 @@ impl<F: Fetcher> Updater<F> {
             timestamp: None,
             snapshot: None,
             targets: BTreeMap::new(),
+            targets_delegator: BTreeMap::new(),
         };
         updater.load_local();
         Ok(updater)
@@ -425,7 +428,12 @@ impl<F: Fetcher> Updater<F> {
     /// `delegator`, from the local copy when it is the version snapshot names, else fetched.
     fn update_targets(&mut self, role: &str, delegator: &str) -> Result<(), TufError> {
         if self.targets.contains_key(role) {
-            return Ok(());
+            // A role reached through another delegator (a "diamond") earns no trust from
+            // the first path: it is verified again against this delegator's keys.
+            if self.targets_delegator.get(role).map(String::as_str) == Some(delegator) {
+                return Ok(());
+            }
+            self.targets.remove(role);
         }
         let meta_name = format!("{role}.json");
         let meta: MetaFile = self
@@ -484,6 +492,8 @@ impl<F: Fetcher> Updater<F> {
                     bytes,
                 },
             );
+            self.targets_delegator
+                .insert(role.to_owned(), delegator.to_owned());
             return Ok(());
         }
         let file = if self.root.role.consistent_snapshot {
@@ -502,6 +512,8 @@ impl<F: Fetcher> Updater<F> {
                 bytes,
             },
         );
+        self.targets_delegator
+            .insert(role.to_owned(), delegator.to_owned());
         Ok(())
     }
 
@@ -544,7 +556,8 @@ impl<F: Fetcher> Updater<F> {
 
     /// Downloads `target` from `target_base_url` (hash-prefixed file name when the repository
     /// uses consistent snapshots), checked against its trusted length and hashes, into
-    /// `out` (written atomically). Returns the path written.
+    /// `out` (written atomically). A file already there with the trusted length and hashes is
+    /// kept and not fetched again. Returns the path.
     pub fn download(
         &mut self,
         target: &str,
@@ -552,6 +565,12 @@ impl<F: Fetcher> Updater<F> {
         out_dir: &Path,
     ) -> Result<PathBuf, TufError> {
         let info = self.target_info(target)?;
+        let out = out_dir.join(encode_segment(target));
+        if let Ok(Some(cached)) = read_file(&out)
+            && check_file(target, &cached, Some(info.length), &info.hashes, true).is_ok()
+        {
+            return Ok(out);
+        }
         let path = if self.root.role.consistent_snapshot {
             let prefix = info
                 .hashes
@@ -574,7 +593,6 @@ impl<F: Fetcher> Updater<F> {
             .fetch(&url, info.length)
             .map_err(|e| fetch_error(&url, e, target, info.length))?;
         check_file(target, &bytes, Some(info.length), &info.hashes, true)?;
-        let out = out_dir.join(encode_segment(target));
         write_atomic(&out, &bytes)?;
         Ok(out)
     }

@@ -73,6 +73,13 @@ impl Envelope {
                 ))
             })
             .collect::<Result<Vec<_>, TufError>>()?;
+        // The specification: a keyid MUST be unique in the signatures array.
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some((keyid, _)) = signatures.iter().find(|(id, _)| !seen.insert(id.as_str())) {
+            return Err(bad(format!(
+                "{what}: key {keyid} signs more than once (keyids must be unique)"
+            )));
+        }
         let canonical = canonical::encode(&signed)?;
         Ok(Self {
             signed,

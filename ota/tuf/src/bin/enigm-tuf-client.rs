@@ -32,9 +32,10 @@ struct Cli {
     /// Base URL of the repository's metadata.
     #[arg(long)]
     metadata_url: Option<String>,
-    /// Target to download (download).
+    /// Target to download (download; repeatable: processed in order by one updater, stopping
+    /// at the first failure).
     #[arg(long)]
-    target_name: Option<String>,
+    target_name: Vec<String>,
     /// Base URL of the targets (download).
     #[arg(long)]
     target_base_url: Option<String>,
@@ -89,12 +90,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Download => {
-            let (Some(name), Some(base), Some(dir)) =
-                (cli.target_name, cli.target_base_url, cli.target_dir)
-            else {
+            let (false, Some(base), Some(dir)) = (
+                cli.target_name.is_empty(),
+                cli.target_base_url,
+                cli.target_dir,
+            ) else {
                 bail!("download needs --target-name, --target-base-url and --target-dir");
             };
-            refreshed(&cli.metadata_dir, cli.metadata_url)?.download(&name, &base, &dir)?;
+            let mut updater = refreshed(&cli.metadata_dir, cli.metadata_url)?;
+            for name in &cli.target_name {
+                updater
+                    .download(name, &base, &dir)
+                    .with_context(|| format!("downloading {name}"))?;
+            }
             Ok(())
         }
     }
