@@ -40,8 +40,8 @@ enum Command {
     /// install-deps, build, then run the daemon on a private bus and print its posture.
     Demo,
     /// install-deps, then the criterion benchmarks, the backend round-trip benchmark, the
-    /// image verification and dm-verity benchmark, the delta-size benchmark and the end-to-end
-    /// benchmark (release).
+    /// image verification and dm-verity benchmark, the delta-size benchmark, the end-to-end
+    /// benchmark and the Privacy Mode benchmark (release).
     ///
     /// Arguments after `--` are appended to `cargo bench -p enigm-tscd --bench posture`.
     Bench {
@@ -157,6 +157,18 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
             "enigm-e2e",
             "--bin",
             "enigm-bench",
+        ]),
+    )?;
+    steps::run(
+        "bench (Privacy Mode: Enable to rules active, idle memory; root)",
+        &steps::cargo(root).args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "enigm-e2e",
+            "--bin",
+            "enigm-privacy-bench",
         ]),
     )
 }

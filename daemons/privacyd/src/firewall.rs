@@ -53,11 +53,22 @@ pub trait Firewall: Send {
     fn read(&mut self, table: &str) -> Result<Option<KernelTable>, FirewallError>;
 }
 
-/// Replaces the table with `ruleset`, then reads it back and compares: `Mismatch` if the
-/// kernel holds anything else (the table stays: whatever it holds still drops by default).
+/// Replaces the table with `ruleset`, then reads it back and compares. A difference gets one
+/// more full replacement (say, the table appeared between the existence check and a fresh
+/// create); a second one is `Mismatch` (the table stays: whatever it holds drops by default).
 pub fn apply_verified(firewall: &mut dyn Firewall, ruleset: &Ruleset) -> Result<(), FirewallError> {
     firewall.replace(ruleset)?;
-    verify(firewall, ruleset)
+    match verify(firewall, ruleset) {
+        Err(FirewallError::Mismatch(found)) => {
+            tracing::warn!(
+                differences = found.len(),
+                "read-back differs: replacing once more"
+            );
+            firewall.replace(ruleset)?;
+            verify(firewall, ruleset)
+        }
+        other => other,
+    }
 }
 
 /// Compares the kernel's table with `ruleset`.

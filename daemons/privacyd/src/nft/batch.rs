@@ -44,13 +44,17 @@ fn interface(interface: &Interface) -> Result<InterfaceName, EncodeError> {
     })
 }
 
-/// The batch that atomically replaces `ruleset.table` with `ruleset`.
-pub fn replace(ruleset: &Ruleset) -> Result<FinalizedBatch, EncodeError> {
+/// The batch that atomically replaces `ruleset.table` with `ruleset`. With `fresh` (the
+/// table was not there a moment ago) it only creates: no deletion, which spares the kernel a
+/// grace period; should the table have appeared meanwhile, the read-back finds the mix.
+pub fn replace(ruleset: &Ruleset, fresh: bool) -> Result<FinalizedBatch, EncodeError> {
     let mut batch = Batch::new();
     let table = Table::new(c_string(&ruleset.table)?, ProtoFamily::Inet);
     batch.add(&table, MsgType::Add);
-    batch.add(&table, MsgType::Del);
-    batch.add(&table, MsgType::Add);
+    if !fresh {
+        batch.add(&table, MsgType::Del);
+        batch.add(&table, MsgType::Add);
+    }
     let mut chains = Vec::new();
     for kind in Hook::ALL {
         let mut chain = Chain::new(c_string(kind.chain())?, &table);
