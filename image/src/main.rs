@@ -3,6 +3,7 @@
 //! ```text
 //! enigm-image keys generate --keys DIR [--root-keys N]
 //! enigm-image keys rotate --keys DIR --repo REPO --role ROLE [--count N --threshold M]
+//! enigm-image keys export --keys DIR --out FILE [--role image]
 //! enigm-image repo init --keys DIR --repo REPO [--root-threshold N]
 //! enigm-image build --rootfs DIR --out OUT --keys DIR --version V --rollback-index N \
 //!     --hardware H [--disk-slot-mib M]
@@ -124,6 +125,19 @@ enum KeysCommand {
         #[arg(long, default_value_t = 1)]
         threshold: u64,
     },
+    /// Write the public keys of a role as the JSON object a device trusts (for the image
+    /// role: enigm-updated's image_keys_file, /etc/enigm/image-keys.json).
+    Export {
+        /// The key directory.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The role.
+        #[arg(long, default_value = "image")]
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -192,6 +206,29 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
                 repo::Expiries::default(),
             )?;
             Ok(serde_json::json!({"repo": path, "role": role, "root_version": version}))
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Export {
+                    keys: dir,
+                    out,
+                    role,
+                },
+        } => {
+            if !keys::ROLES.contains(&role.as_str()) && role != keys::IMAGE {
+                bail!("unknown role {role:?}");
+            }
+            let map = keys::public_map(&dir, &role)?;
+            if map.is_empty() {
+                bail!("{} holds no {role} keys", dir.display());
+            }
+            let mut bytes = serde_json::to_vec_pretty(&map)?;
+            bytes.push(b'\n');
+            enigm_tuf::client::write_atomic(&out, &bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            Ok(
+                serde_json::json!({"out": out, "role": role, "keyids": map.keys().collect::<Vec<_>>()}),
+            )
         }
         Command::Repo {
             command:

@@ -275,6 +275,36 @@ fn publish_a_build_with_a_delta_from_the_previous_one() {
         .count();
     assert_eq!(published, 1);
 
+    // The device's image-keys.json, exported: the keys the manifests verify with.
+    let exported = d.join("image-keys.json");
+    run(
+        Command::new(&image)
+            .args(["keys", "export", "--keys"])
+            .arg(&keys)
+            .arg("--out")
+            .arg(&exported),
+        "keys export",
+    );
+    let trusted: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
+    Manifest::open(
+        &std::fs::read(d.join("v2/manifest.json")).unwrap(),
+        &trusted,
+        1,
+        "test-phone",
+        0,
+    )
+    .unwrap();
+    let err = run_fails(
+        Command::new(&image)
+            .args(["keys", "export", "--role", "nobody", "--keys"])
+            .arg(&keys)
+            .arg("--out")
+            .arg(&exported),
+        "export of an unknown role",
+    );
+    assert!(err.contains("unknown role"), "{err}");
+
     // Refused: a delta from the same image; --delta-from without --build.
     let err = run_fails(
         &mut publish(&["--build", &v2, "--delta-from", &v2]),
