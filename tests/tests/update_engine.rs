@@ -17,7 +17,7 @@ use enigm_image::release::release;
 use enigm_image::{keys, repo};
 use enigm_installer::{FileRollbackStore, RollbackStore};
 use enigm_slots::simulator::boot;
-use enigm_slots::{GptBootControl, Slot};
+use enigm_slots::{BootControl, GptBootControl, Slot};
 use enigm_update_engine::{Engine, EngineConfig, EngineError, Payload, State};
 
 #[test]
@@ -87,7 +87,7 @@ fn check_download_apply_boot_confirm() {
         Slot::A,
         Box::new(rollback.clone()),
     );
-    let err = fallen.confirm_boot().unwrap_err();
+    let err = fallen.confirm_boot(Ok(())).unwrap_err();
     assert!(
         matches!(
             err,
@@ -106,10 +106,32 @@ fn check_download_apply_boot_confirm() {
     let mut control = GptBootControl::open(&disk).unwrap();
     assert_eq!(boot(&mut control).unwrap(), Slot::B);
     let mut engine = Engine::new(config.clone(), control, Slot::B, Box::new(rollback.clone()));
-    assert!(engine.confirm_boot().unwrap());
+    assert!(engine.awaiting_health_check());
+    // The system's health check fails on this boot: not confirmed, the record kept.
+    let err = engine
+        .confirm_boot(Err("enigm-tscd did not come up".into()))
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Unhealthy { slot: Slot::B, .. }),
+        "{err}"
+    );
+    assert_eq!(engine.signal().0, "fail");
+    assert_eq!(rollback.get().unwrap(), 1);
+    assert!(!engine.control().slots().unwrap().b.successful);
+    assert!(
+        engine.awaiting_health_check(),
+        "checked again on the next boot"
+    );
+    // The next boot (a try left) is healthy.
+    assert_eq!(boot(engine.control()).unwrap(), Slot::B);
+    assert!(engine.confirm_boot(Ok(())).unwrap());
+    assert!(!engine.awaiting_health_check());
     assert_eq!(rollback.get().unwrap(), 2);
     assert_eq!(engine.signal().0, "pass");
-    assert!(!engine.confirm_boot().unwrap(), "nothing pending any more");
+    assert!(
+        !engine.confirm_boot(Ok(())).unwrap(),
+        "nothing pending any more"
+    );
     assert_eq!(engine.check(unix_now()).unwrap(), &State::UpToDate);
 
     // A repository whose payload differs from its manifest: refused at download.
@@ -244,7 +266,7 @@ fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_othe
         let mut control = GptBootControl::open(&disk).unwrap();
         assert_eq!(boot(&mut control).unwrap(), Slot::B);
         let mut engine = Engine::new(config, control, Slot::B, Box::new(rollback.clone()));
-        assert!(engine.confirm_boot().unwrap(), "{expected:?}");
+        assert!(engine.confirm_boot(Ok(())).unwrap(), "{expected:?}");
         assert_eq!(rollback.clone().get().unwrap(), 2);
     }
 }

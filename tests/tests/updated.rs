@@ -86,7 +86,12 @@ async fn check_download_apply_over_the_bus() {
 
     // The rollback index lives in a TPM NV index (swtpm stands in for the device's TPM).
     let tpm = Swtpm::start().unwrap();
-    let bus = PrivateBus::start("").unwrap();
+    // The health check waits for this name: a service of the new system that must come up.
+    const SERVICE: &str = "org.enigm.HealthProbe1";
+    let bus = PrivateBus::start(&format!(
+        r#"<policy user="root"><allow own="{SERVICE}"/></policy>"#
+    ))
+    .unwrap();
     let command = |complete: bool, slot: &str| {
         let mut c = Command::new(package_binary("enigm-updated", "enigm-updated").unwrap());
         c.arg("--sysroot")
@@ -102,6 +107,11 @@ async fn check_download_apply_over_the_bus() {
             .env("ENIGM_UPDATED__UPDATE__DISK", &disk)
             .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", slot)
             .env("ENIGM_UPDATED__UPDATE__ROLLBACK_STORE", tpm.tcti())
+            .env(
+                "ENIGM_UPDATED__UPDATE__HEALTH_BUS_NAMES",
+                format!("[\"{SERVICE}\"]"),
+            )
+            .env("ENIGM_UPDATED__UPDATE__HEALTH_TIMEOUT_SECS", "2")
             .env_remove("NOTIFY_SOCKET");
         if complete {
             c.env(
@@ -203,8 +213,8 @@ async fn check_download_apply_over_the_bus() {
     assert_eq!(boot(&mut control).unwrap(), Slot::B);
     assert!(!control.slots().unwrap().b.successful);
 
-    // After the reboot into B, the daemon checks the slot against its manifest and marks it
-    // good, raising the rollback index; enigm-tscd's signal reads pass.
+    // After the reboot into B the service the health check waits for does not come up: the
+    // slot stays unconfirmed and the posture signal says why.
     let daemon = Daemon::spawn(command(true, "b")).unwrap();
     bus.wait_for_name(NAME, Duration::from_secs(10))
         .await
@@ -212,13 +222,26 @@ async fn check_download_apply_over_the_bus() {
     let signal = zbus::Proxy::new(&connection, NAME, PATH, "org.enigm.PostureSignal1")
         .await
         .unwrap();
-    let (result, observed): (String, String) = signal
-        .call_method("GetSignal", &())
+    let (result, observed) = signal_until(&signal, "fail").await;
+    assert!(
+        observed.contains("failed its health check") && observed.contains(SERVICE),
+        "{result}: {observed}: {}",
+        daemon.stderr()
+    );
+    drop(daemon);
+    let mut control = GptBootControl::open(&disk).unwrap();
+    assert!(!control.slots().unwrap().b.successful);
+
+    // The next boot of B (a try left): the service is up; the daemon checks the slot against
+    // its manifest and marks it good, raising the rollback index; enigm-tscd's signal reads
+    // pass.
+    assert_eq!(boot(&mut control).unwrap(), Slot::B);
+    connection.request_name(SERVICE).await.unwrap();
+    let daemon = Daemon::spawn(command(true, "b")).unwrap();
+    bus.wait_for_name(NAME, Duration::from_secs(10))
         .await
-        .unwrap()
-        .body()
-        .deserialize()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    let (result, observed) = signal_until(&signal, "pass").await;
     assert_eq!(result, "pass", "{observed}: {}", daemon.stderr());
     assert!(observed.contains("slot B confirmed"), "{observed}");
     let mut control = GptBootControl::open(&disk).unwrap();
@@ -231,4 +254,23 @@ async fn check_download_apply_over_the_bus() {
         !state.join("rollback-index").exists(),
         "no file store in use"
     );
+}
+
+/// The posture signal, read until its result is `wanted` (at most 20 s).
+async fn signal_until(signal: &zbus::Proxy<'_>, wanted: &str) -> (String, String) {
+    let mut last = (String::new(), String::new());
+    for _ in 0..80 {
+        last = signal
+            .call_method("GetSignal", &())
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        if last.0 == wanted && !last.1.contains("awaiting") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    last
 }

@@ -54,6 +54,12 @@ pub struct UpdateConfig {
     /// TPM NV index; `file` for `STATE_DIR/rollback-index`; `auto` (default): the TPM at
     /// `/dev/tpmrm0` when the device has one, else the file.
     pub rollback_store: String,
+    /// The health check of a newly booted slot: D-Bus names that must be owned on the system
+    /// bus (the services that must have come up) before it is marked good. Empty: only the
+    /// slot's dm-verity check.
+    pub health_bus_names: Vec<String>,
+    /// How long the health check waits for them, in seconds.
+    pub health_timeout_secs: u64,
 }
 
 impl Default for UpdateConfig {
@@ -69,6 +75,8 @@ impl Default for UpdateConfig {
             running_slot: "auto".into(),
             tries: 3,
             rollback_store: "auto".into(),
+            health_bus_names: Vec::new(),
+            health_timeout_secs: 120,
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -21,6 +22,7 @@ use enigm_updated::config::{
     DAEMON, RollbackLocation, SYSTEM_USER, TPM_DEVICE, UpdatedConfig, parse_slot,
     rollback_location, slot_from_cmdline,
 };
+use enigm_updated::health::confirm_after_boot;
 use enigm_updated::service::{BUS_NAME, OBJECT_PATH, PostureSignal, Update};
 
 /// The compiled system-call allow-list (`seccomp.json`).
@@ -109,33 +111,40 @@ fn run() -> Result<()> {
         running,
         rollback,
     );
-    let mut engine = engine;
-    // A slot written before the reboot: confirm it now (or record that it fell back).
-    match engine.confirm_boot() {
-        Ok(true) => {
-            tracing::info!(%running, "updated slot passed its health check and is marked good")
-        }
-        Ok(false) => {}
-        Err(err) => tracing::warn!(error = %err, "the pending update was not confirmed"),
-    }
     tracing::info!(%running, hardware = %update.hardware, "update engine ready");
+    let health = Health {
+        names: update.health_bus_names.clone(),
+        timeout: Duration::from_secs(update.health_timeout_secs),
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(Arc::new(Mutex::new(engine)), policy, notifier))
+    runtime.block_on(serve(
+        Arc::new(Mutex::new(engine)),
+        policy,
+        health,
+        notifier,
+    ))
+}
+
+/// The health check of a newly booted slot.
+struct Health {
+    names: Vec<String>,
+    timeout: Duration,
 }
 
 async fn serve(
     engine: enigm_updated::service::SharedEngine,
     policy: CallerPolicy,
+    health: Health,
     notifier: notify::Notifier,
 ) -> Result<()> {
     let stop = shutdown::stop_signal().context("installing signal handlers")?;
     let connection = zbus::connection::Builder::system()
         .serve_at(OBJECT_PATH, Update::new(engine.clone(), policy))
-        .serve_at(OBJECT_PATH, PostureSignal::new(engine))
+        .serve_at(OBJECT_PATH, PostureSignal::new(engine.clone()))
         .build()
         .await
         .context("connecting to the system bus")?;
@@ -145,6 +154,14 @@ async fn serve(
         .with_context(|| format!("acquiring the bus name {BUS_NAME}"))?;
     notifier.ready(&format!("serving {BUS_NAME}"))?;
     tracing::info!(name = BUS_NAME, "ready");
+    // A slot written before the reboot: once its services are up, confirm it (or record that
+    // it is unhealthy or fell back).
+    tokio::spawn(confirm_after_boot(
+        engine,
+        connection.clone(),
+        health.names,
+        health.timeout,
+    ));
     let signal = stop.await;
     tracing::info!(?signal, "stopping");
     notifier.stopping()?;

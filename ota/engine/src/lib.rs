@@ -13,8 +13,9 @@
 //!
 //! - **Confirm** (after the reboot, [`Engine::confirm_boot`]): when the slot written by
 //!   apply is the one running and not yet marked good, check it (its dm-verity tree against
-//!   the manifest), then mark it good and raise the rollback index; when the other slot is
-//!   running, the update fell back, and the state says so.
+//!   the manifest, and the caller's health check of the running system), then mark it good
+//!   and raise the rollback index; when the other slot is running, the update fell back, and
+//!   the state says so.
 //!
 //! Every step moves the [`State`] on, or to [`State::Failed`] with the step and the reason;
 //! a later step refuses to run before an earlier one succeeded. [`Engine::signal`] is the
@@ -122,6 +123,16 @@ pub enum EngineError {
         slot: Slot,
         /// The slot running now.
         running: Slot,
+    },
+    /// The new slot booted but the system's health check failed; it stays unconfirmed.
+    #[error("{version} in slot {slot} failed its health check: {reason}")]
+    Unhealthy {
+        /// The update's version.
+        version: String,
+        /// The slot running it.
+        slot: Slot,
+        /// What failed.
+        reason: String,
     },
     /// Slot control.
     #[error(transparent)]
@@ -390,34 +401,55 @@ impl<D: Disk> Engine<D> {
         self.config.state_dir.join("pending.json")
     }
 
-    /// After a reboot: confirms the slot an earlier apply wrote when it is the one running
-    /// (health check: its dm-verity tree against the manifest; then marked good and the
-    /// rollback index raised), or records that the update fell back. Returns whether a slot
+    /// Whether the running slot was written by an earlier apply and awaits its health check
+    /// (so the caller should run the system's health check before [`Engine::confirm_boot`]).
+    pub fn awaiting_health_check(&mut self) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.pending_path()) else {
+            return false;
+        };
+        let slot = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["slot"].as_str().and_then(parse_slot));
+        slot == Some(self.running)
+            && self
+                .control
+                .slots()
+                .is_ok_and(|slots| !slots.get(self.running).successful)
+    }
+
+    /// After a reboot: confirms the slot an earlier apply wrote when it is the one running,
+    /// its dm-verity tree matches the manifest and `health` (the system's own health check,
+    /// e.g. that its services came up) passed: the slot is marked good and the rollback index
+    /// raised. An unhealthy slot is left unconfirmed, so its tries run out and the bootloader
+    /// goes back to the other slot, and the pending record stays for the next boot; when the
+    /// other slot runs, the update fell back, and the state says so. Returns whether a slot
     /// was confirmed. Nothing pending: nothing to do.
-    pub fn confirm_boot(&mut self) -> Result<bool, EngineError> {
+    pub fn confirm_boot(&mut self, health: Result<(), String>) -> Result<bool, EngineError> {
         let path = self.pending_path();
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(false);
         };
-        let result = self.confirm_inner(&text);
-        let _ = std::fs::remove_file(&path);
+        let result = self.confirm_inner(&text, health);
+        if !matches!(result, Err(EngineError::Unhealthy { .. })) {
+            let _ = std::fs::remove_file(&path);
+        }
         let confirmed = self.record("confirm", result)?;
         Ok(confirmed)
     }
 
-    fn confirm_inner(&mut self, pending: &str) -> Result<bool, EngineError> {
+    fn confirm_inner(
+        &mut self,
+        pending: &str,
+        health: Result<(), String>,
+    ) -> Result<bool, EngineError> {
         let value: Value = serde_json::from_str(pending).map_err(|e| {
             EngineError::Manifest(ManifestError::Format(format!("pending update: {e}")))
         })?;
         let manifest = Manifest::from_json(&value["manifest"])?;
-        let slot = match value["slot"].as_str() {
-            Some("a") => Slot::A,
-            Some("b") => Slot::B,
-            _ => {
-                return Err(EngineError::Manifest(ManifestError::Format(
-                    "pending update: no slot".into(),
-                )));
-            }
+        let Some(slot) = value["slot"].as_str().and_then(parse_slot) else {
+            return Err(EngineError::Manifest(ManifestError::Format(
+                "pending update: no slot".into(),
+            )));
         };
         if slot != self.running {
             return Err(EngineError::FellBack {
@@ -430,6 +462,13 @@ impl<D: Disk> Engine<D> {
             return Ok(false);
         }
         verify_slot(&mut self.control, slot, &manifest)?;
+        if let Err(reason) = health {
+            return Err(EngineError::Unhealthy {
+                version: manifest.version,
+                slot,
+                reason,
+            });
+        }
         confirm(
             &mut self.control,
             slot,
@@ -501,6 +540,15 @@ impl<D: Disk> Engine<D> {
     /// The slot control (for confirming after a reboot).
     pub fn control(&mut self) -> &mut GptBootControl<D> {
         &mut self.control
+    }
+}
+
+/// `a` or `b`, as pending records name slots.
+fn parse_slot(text: &str) -> Option<Slot> {
+    match text {
+        "a" => Some(Slot::A),
+        "b" => Some(Slot::B),
+        _ => None,
     }
 }
 
