@@ -254,6 +254,24 @@ async fn check_download_apply_over_the_bus() {
         !state.join("rollback-index").exists(),
         "no file store in use"
     );
+    drop(rollback);
+
+    // Scheduled checks: with a one-second interval the daemon checks on its own.
+    let mut scheduled = command(true, "b");
+    scheduled.env("ENIGM_UPDATED__UPDATE__CHECK_INTERVAL_SECS", "1");
+    let daemon = Daemon::spawn(scheduled).unwrap();
+    bus.wait_for_name(NAME, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    let mut status = String::new();
+    for _ in 0..40 {
+        status = call(&proxy, "GetStatus").await.unwrap().0;
+        if status == "up-to-date" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, "up-to-date", "{}", daemon.stderr());
 }
 
 /// The posture signal, read until its result is `wanted` (at most 20 s).

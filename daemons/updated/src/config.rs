@@ -60,6 +60,8 @@ pub struct UpdateConfig {
     pub health_bus_names: Vec<String>,
     /// How long the health check waits for them, in seconds.
     pub health_timeout_secs: u64,
+    /// Check the repository every this many seconds (0: only when asked).
+    pub check_interval_secs: u64,
 }
 
 impl Default for UpdateConfig {
@@ -77,6 +79,7 @@ impl Default for UpdateConfig {
             rollback_store: "auto".into(),
             health_bus_names: Vec::new(),
             health_timeout_secs: 120,
+            check_interval_secs: 86_400,
         }
     }
 }

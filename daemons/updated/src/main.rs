@@ -23,6 +23,7 @@ use enigm_updated::config::{
     rollback_location, slot_from_cmdline,
 };
 use enigm_updated::health::confirm_after_boot;
+use enigm_updated::schedule::check_on_schedule;
 use enigm_updated::service::{BUS_NAME, OBJECT_PATH, PostureSignal, Update};
 
 /// The compiled system-call allow-list (`seccomp.json`).
@@ -115,6 +116,7 @@ fn run() -> Result<()> {
     let health = Health {
         names: update.health_bus_names.clone(),
         timeout: Duration::from_secs(update.health_timeout_secs),
+        check_every: Duration::from_secs(update.check_interval_secs),
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -129,10 +131,11 @@ fn run() -> Result<()> {
     ))
 }
 
-/// The health check of a newly booted slot.
+/// The health check of a newly booted slot, and the check schedule.
 struct Health {
     names: Vec<String>,
     timeout: Duration,
+    check_every: Duration,
 }
 
 async fn serve(
@@ -162,6 +165,9 @@ async fn serve(
         health.names,
         health.timeout,
     ));
+    if !health.check_every.is_zero() {
+        tokio::spawn(check_on_schedule(connection.clone(), health.check_every));
+    }
     let signal = stop.await;
     tracing::info!(?signal, "stopping");
     notifier.stopping()?;

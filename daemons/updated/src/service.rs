@@ -161,6 +161,33 @@ impl Update {
     }
 }
 
+/// Whether a scheduled check may run in `state`: not once an image is downloaded or applied
+/// (a check would replace what the owner is about to install or has installed).
+pub fn scheduled_check_allowed(state: &State) -> bool {
+    !matches!(state, State::Downloaded(_) | State::Applied { .. })
+}
+
+impl Update {
+    /// A check started by the schedule rather than a caller: the same step and signals;
+    /// skipped (`None`) while another step runs or once an image is downloaded or applied.
+    pub async fn scheduled_check(
+        &self,
+        emitter: &SignalEmitter<'_>,
+    ) -> Option<Result<(String, String, String), UpdateError>> {
+        let allowed = self
+            .engine
+            .try_lock()
+            .is_ok_and(|engine| scheduled_check_allowed(engine.state()));
+        if !allowed {
+            return None;
+        }
+        match self.run(Step::Check, emitter).await {
+            Err(UpdateError::Busy(_)) => None,
+            other => Some(other),
+        }
+    }
+}
+
 #[interface(name = "org.enigm.Update1")]
 impl Update {
     /// Refreshes the TUF metadata and opens the offered manifest (read class). Returns
@@ -268,6 +295,57 @@ impl PostureSignal {
         match self.engine.try_lock() {
             Ok(mut engine) => engine.signal(),
             Err(_) => ("unavailable".into(), "an update step is running".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use enigm_manifest::{Manifest, VerityInfo};
+    use enigm_slots::Slot;
+
+    #[test]
+    fn scheduled_checks_never_replace_a_download_or_an_install() {
+        let manifest = Manifest {
+            version: "2".into(),
+            rollback_index: 2,
+            hardware: "hw".into(),
+            root_size: 4096,
+            root_sha256: String::new(),
+            verity: VerityInfo {
+                root_hash: String::new(),
+                salt: String::new(),
+                uuid: String::new(),
+                data_block_size: 4096,
+                hash_block_size: 4096,
+                hash_size: 4096,
+                hash_sha256: String::new(),
+            },
+        };
+        let cases = [
+            (State::Idle, true),
+            (State::UpToDate, true),
+            (State::Available(manifest.clone()), true),
+            (
+                State::Failed {
+                    step: "check",
+                    reason: "offline".into(),
+                },
+                true,
+            ),
+            (State::Downloaded(manifest.clone()), false),
+            (
+                State::Applied {
+                    manifest,
+                    slot: Slot::B,
+                },
+                false,
+            ),
+        ];
+        for (state, allowed) in cases {
+            assert_eq!(scheduled_check_allowed(&state), allowed, "{}", state.name());
         }
     }
 }
