@@ -21,8 +21,8 @@ pub struct App {
     pub certificates: Vec<(Attribute, String)>,
 }
 
-/// A source of installed apps.
-pub trait AppInventory {
+/// A source of installed apps (shared with a daemon's scan thread).
+pub trait AppInventory: Send + Sync {
     /// Its name (`dpkg`, `android-packages`).
     fn name(&self) -> &'static str;
     /// The installed apps; `Ok(None)` when this inventory does not exist on the device.
