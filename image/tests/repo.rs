@@ -76,8 +76,14 @@ fn each_published_version_verifies_with_our_client() {
         )
         .unwrap();
         assert_eq!(done.timestamp_version, round + 1);
-        let mut updater =
-            Updater::new(&trusted, &url, UrlFetcher, NOW + 60, Config::default()).unwrap();
+        let mut updater = Updater::new(
+            &trusted,
+            &url,
+            UrlFetcher::default(),
+            NOW + 60,
+            Config::default(),
+        )
+        .unwrap();
         updater.refresh().unwrap();
         // Every earlier target is still there.
         for earlier in 1..=round {
@@ -94,7 +100,7 @@ fn each_published_version_verifies_with_our_client() {
     let mut updater = Updater::new(
         &trusted,
         &url,
-        UrlFetcher,
+        UrlFetcher::default(),
         NOW + 2 * 86_400,
         Config::default(),
     )

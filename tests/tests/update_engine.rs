@@ -50,6 +50,7 @@ fn check_download_apply_boot_confirm() {
         image_keys,
         image_threshold: 1,
         tries: 3,
+        tls: Default::default(),
     };
     let disk = v1.disk.clone().unwrap();
     let mut rollback = FileRollbackStore::new(d.join("rollback-index"));
@@ -237,6 +238,8 @@ fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_othe
             image_keys: keys::public_map(&key_dir, keys::IMAGE).unwrap(),
             image_threshold: 1,
             tries: 3,
+            tls: Default::default(),
+            tls: Default::default(),
         };
         let rollback = FileRollbackStore::new(state.join("rollback-index"));
         let mut engine = Engine::new(

@@ -62,6 +62,9 @@ pub struct UpdateConfig {
     pub health_timeout_secs: u64,
     /// Check the repository every this many seconds (0: only when asked).
     pub check_interval_secs: u64,
+    /// For `https://` repositories: trust only the CA certificates in this PEM file (empty:
+    /// the system's trust store).
+    pub tls_ca_file: String,
 }
 
 impl Default for UpdateConfig {
@@ -80,6 +83,7 @@ impl Default for UpdateConfig {
             health_bus_names: Vec::new(),
             health_timeout_secs: 120,
             check_interval_secs: 86_400,
+            tls_ca_file: String::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
 use enigm_runtime::sysroot::Sysroot;
 use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
 use enigm_slots::GptBootControl;
+use enigm_tuf::transport::TlsConfig;
 use enigm_update_engine::{Engine, EngineConfig};
 use enigm_updated::config::{
     DAEMON, RollbackLocation, SYSTEM_USER, TPM_DEVICE, UpdatedConfig, parse_slot,
@@ -107,6 +108,10 @@ fn run() -> Result<()> {
             image_keys,
             image_threshold: update.image_threshold,
             tries: update.tries,
+            tls: TlsConfig {
+                ca_file: (!update.tls_ca_file.is_empty())
+                    .then(|| sysroot.path(&update.tls_ca_file)),
+            },
         },
         control,
         running,

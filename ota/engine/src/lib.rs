@@ -31,6 +31,7 @@ use enigm_manifest::{Manifest, ManifestError};
 use enigm_slots::table::Disk;
 use enigm_slots::{BootControl, GptBootControl, Slot};
 use enigm_tuf::fetch::UrlFetcher;
+use enigm_tuf::transport::TlsConfig;
 use enigm_tuf::{Config, TufError, Updater};
 use serde_json::Value;
 
@@ -51,6 +52,8 @@ pub struct EngineConfig {
     pub image_threshold: u64,
     /// Boots a new slot gets to pass its health check.
     pub tries: u8,
+    /// How `https://` servers are checked.
+    pub tls: TlsConfig,
 }
 
 /// Where an update stands.
@@ -204,7 +207,7 @@ impl<D: Disk> Engine<D> {
         Ok(Updater::new(
             &self.config.state_dir.join("tuf"),
             &self.config.metadata_url,
-            UrlFetcher,
+            UrlFetcher::new(self.config.tls.clone()),
             now,
             Config::default(),
         )?)
@@ -328,6 +331,7 @@ impl<D: Disk> Engine<D> {
             &self.payload_path(),
             info.length,
             &sha,
+            &self.config.tls,
             progress,
         )?;
         Ok(Payload::Full)
@@ -366,6 +370,7 @@ impl<D: Disk> Engine<D> {
             &self.delta_path(),
             info.length,
             &sha,
+            &self.config.tls,
             progress,
         )?;
         Ok(true)

@@ -1,20 +1,19 @@
-//! Large downloads (update payloads) over `http://` that survive dropped connections: the
+//! Large downloads (update payloads) over `http://` or `https://` that survive dropped
+//! connections: the
 //! bytes so far are kept in `DEST.partial`; the next attempt asks for the rest with an HTTP
 //! `Range` request (or starts over when the server ignores it), hashing as it streams; the
 //! file becomes `DEST` only when its length and SHA-256 are the expected ones. Never more than
 //! the expected length is accepted.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use openssl::sha::Sha256;
 
 use crate::error::TufError;
+use crate::transport::{self, Stream, TlsConfig};
 
 const CHUNK: usize = 1 << 16;
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn partial_path(dest: &Path) -> PathBuf {
     let mut name = dest.as_os_str().to_owned();
@@ -44,22 +43,10 @@ struct Head {
     content_range_start: Option<u64>,
 }
 
-fn request(url: &str, from: u64) -> Result<(Head, BufReader<TcpStream>), TufError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| fetch_err(url, "only http:// URLs are supported here"))?;
-    let (host, path) = rest
-        .find('/')
-        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let address = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    let mut stream = TcpStream::connect(&address).map_err(|e| fetch_err(url, e))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| fetch_err(url, e))?;
+fn request(url: &str, from: u64, tls: &TlsConfig) -> Result<(Head, BufReader<Stream>), TufError> {
+    let target = transport::parse(url)
+        .ok_or_else(|| fetch_err(url, "only http:// and https:// URLs are supported here"))?;
+    let mut stream = transport::connect(&target, tls).map_err(|e| fetch_err(url, e))?;
     let range = if from > 0 {
         format!("Range: bytes={from}-\r\n")
     } else {
@@ -67,7 +54,8 @@ fn request(url: &str, from: u64) -> Result<(Head, BufReader<TcpStream>), TufErro
     };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{range}Connection: close\r\nAccept-Encoding: identity\r\n\r\n"
+        "GET {} HTTP/1.1\r\nHost: {}\r\n{range}Connection: close\r\nAccept-Encoding: identity\r\n\r\n",
+        target.path, target.authority
     )
     .map_err(|e| fetch_err(url, e))?;
     let mut reader = BufReader::new(stream);
@@ -117,13 +105,14 @@ fn request(url: &str, from: u64) -> Result<(Head, BufReader<TcpStream>), TufErro
 }
 
 /// Downloads `url` to `dest`, resuming `DEST.partial` when present, reporting progress as
-/// (bytes so far, `length`). One attempt: a dropped connection returns an error and keeps the
+/// (bytes so far, `length`); TLS servers are checked with `tls`. One attempt: a dropped connection returns an error and keeps the
 /// partial file for the next attempt; wrong bytes delete it.
 pub fn download_resumable(
     url: &str,
     dest: &Path,
     length: u64,
     sha256_hex: &str,
+    tls: &TlsConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), TufError> {
     let partial = partial_path(dest);
@@ -132,7 +121,7 @@ pub fn download_resumable(
         std::fs::remove_file(&partial).map_err(io("removing", &partial))?;
         have = 0;
     }
-    let (head, mut body) = request(url, have)?;
+    let (head, mut body) = request(url, have, tls)?;
     let mut hasher = Sha256::new();
     let mut file = match (head.status, have) {
         (206, h) if head.content_range_start == Some(h) && h > 0 => {

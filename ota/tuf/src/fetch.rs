@@ -1,10 +1,10 @@
-//! Fetching metadata and targets with a hard length cap: `http://` (HTTP/1.1, no redirects)
-//! and `file://` URLs, behind the [`Fetcher`] trait so the update logic can be tested with
-//! any transport.
+//! Fetching metadata and targets with a hard length cap: `http://` and `https://` (HTTP/1.1,
+//! no redirects; TLS as [`crate::transport`] sets it up) and `file://` URLs, behind the
+//! [`Fetcher`] trait so the update logic can be tested with any transport.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+
+use crate::transport::{self, TlsConfig};
 
 /// Why a fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +33,19 @@ pub trait Fetcher {
     fn fetch(&mut self, url: &str, max_len: u64) -> Result<Vec<u8>, FetchError>;
 }
 
-/// `http://` and `file://` fetching.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UrlFetcher;
+/// `http://`, `https://` and `file://` fetching.
+#[derive(Debug, Default, Clone)]
+pub struct UrlFetcher {
+    /// How TLS servers are checked.
+    pub tls: TlsConfig,
+}
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+impl UrlFetcher {
+    /// A fetcher checking TLS servers with `tls`.
+    pub fn new(tls: TlsConfig) -> Self {
+        Self { tls }
+    }
+}
 
 fn read_capped(mut reader: impl Read, max_len: u64) -> Result<Vec<u8>, FetchError> {
     let mut body = Vec::new();
@@ -52,30 +60,14 @@ fn read_capped(mut reader: impl Read, max_len: u64) -> Result<Vec<u8>, FetchErro
     Ok(body)
 }
 
-fn http_get(url: &str, max_len: u64) -> Result<Vec<u8>, FetchError> {
+fn http_get(url: &str, max_len: u64, tls: &TlsConfig) -> Result<Vec<u8>, FetchError> {
     let other = |e: &dyn std::fmt::Display| FetchError::Other(e.to_string());
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| other(&"not http"))?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let address = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    let mut stream = TcpStream::connect(&address).map_err(|e| other(&e))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| other(&e))?;
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .map_err(|e| other(&e))?;
+    let target = transport::parse(url).ok_or_else(|| other(&"not an http(s) URL"))?;
+    let mut stream = transport::connect(&target, tls).map_err(|e| other(&e))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n"
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n",
+        target.path, target.authority
     )
     .map_err(|e| other(&e))?;
     let mut reader = BufReader::new(stream);
@@ -151,8 +143,8 @@ impl Fetcher for UrlFetcher {
                 Err(e) => Err(FetchError::Other(e.to_string())),
             };
         }
-        if url.starts_with("http://") {
-            return http_get(url, max_len);
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return http_get(url, max_len, &self.tls);
         }
         Err(FetchError::Other(format!(
             "unsupported URL scheme in {url}"

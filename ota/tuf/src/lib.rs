@@ -6,8 +6,9 @@
 //! - [`metadata`]: the signed envelope, root, timestamp, snapshot, targets, delegations;
 //! - [`client`]: the update workflow ([`Updater::refresh`]), the delegation walk and target
 //!   download;
-//! - [`fetch`]: capped `http://` and `file://` fetching behind a trait;
+//! - [`fetch`]: capped `http://`, `https://` and `file://` fetching behind a trait;
 //! - [`download`]: resumable payload downloads (HTTP `Range`), checked before they count;
+//! - [`transport`]: the TCP or TLS connection under both;
 //! - [`time`]: `expires` timestamps.
 //!
 //! `enigm-tuf-client` wraps it in the tuf-conformance client command line.
@@ -19,6 +20,7 @@ pub mod fetch;
 pub mod keys;
 pub mod metadata;
 pub mod time;
+pub mod transport;
 
 mod error;
 

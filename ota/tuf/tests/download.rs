@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use enigm_tuf::TufError;
 use enigm_tuf::download::download_resumable;
+use enigm_tuf::transport::TlsConfig;
 
 #[derive(Clone, Copy, Debug)]
 enum Behaviour {
@@ -103,9 +104,14 @@ fn a_cut_connection_resumes_where_it_stopped() {
     let dest = dir.path().join("payload.bin");
     let mut last = (0, 0);
     for attempt in 0..2 {
-        let err = download_resumable(&url, &dest, data.len() as u64, &sha, &mut |a, b| {
-            last = (a, b)
-        })
+        let err = download_resumable(
+            &url,
+            &dest,
+            data.len() as u64,
+            &sha,
+            &TlsConfig::default(),
+            &mut |a, b| last = (a, b),
+        )
         .unwrap_err();
         assert!(
             err.to_string().contains("connection"),
@@ -113,9 +119,14 @@ fn a_cut_connection_resumes_where_it_stopped() {
         );
         assert!(!dest.exists());
     }
-    download_resumable(&url, &dest, data.len() as u64, &sha, &mut |a, b| {
-        last = (a, b)
-    })
+    download_resumable(
+        &url,
+        &dest,
+        data.len() as u64,
+        &sha,
+        &TlsConfig::default(),
+        &mut |a, b| last = (a, b),
+    )
     .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), data);
     assert_eq!(last, (data.len() as u64, data.len() as u64));
@@ -135,8 +146,26 @@ fn a_server_ignoring_range_is_read_from_the_start() {
     );
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("p");
-    assert!(download_resumable(&url, &dest, data.len() as u64, &sha, &mut |_, _| {}).is_err());
-    download_resumable(&url, &dest, data.len() as u64, &sha, &mut |_, _| {}).unwrap();
+    assert!(
+        download_resumable(
+            &url,
+            &dest,
+            data.len() as u64,
+            &sha,
+            &TlsConfig::default(),
+            &mut |_, _| {}
+        )
+        .is_err()
+    );
+    download_resumable(
+        &url,
+        &dest,
+        data.len() as u64,
+        &sha,
+        &TlsConfig::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), data);
 }
 
@@ -146,13 +175,29 @@ fn endless_or_wrong_data_is_refused_and_discarded() {
     let dir = tempfile::tempdir().unwrap();
     let (url, _) = serve(data.clone(), vec![Behaviour::Endless]);
     let dest = dir.path().join("endless");
-    let err = download_resumable(&url, &dest, data.len() as u64, &sha, &mut |_, _| {}).unwrap_err();
+    let err = download_resumable(
+        &url,
+        &dest,
+        data.len() as u64,
+        &sha,
+        &TlsConfig::default(),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, TufError::TooLong { .. }), "{err}");
     assert!(!dest.exists() && !dir.path().join("endless.partial").exists());
 
     let (url, _) = serve(data.clone(), vec![Behaviour::Corrupt]);
     let dest = dir.path().join("corrupt");
-    let err = download_resumable(&url, &dest, data.len() as u64, &sha, &mut |_, _| {}).unwrap_err();
+    let err = download_resumable(
+        &url,
+        &dest,
+        data.len() as u64,
+        &sha,
+        &TlsConfig::default(),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("sha256 hash differs"), "{err}");
     assert!(!dest.exists() && !dir.path().join("corrupt.partial").exists());
 }

@@ -68,7 +68,7 @@ fn now() -> i64 {
 /// A client on `dir`'s trusted metadata, refreshed from `url`.
 fn refreshed(dir: &std::path::Path, url: Option<String>) -> Result<Updater<UrlFetcher>> {
     let url = url.context("--metadata-url is required")?;
-    let mut updater = Updater::new(dir, &url, UrlFetcher, now(), Config::default())?;
+    let mut updater = Updater::new(dir, &url, UrlFetcher::default(), now(), Config::default())?;
     updater.refresh()?;
     Ok(updater)
 }
