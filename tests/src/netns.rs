@@ -491,6 +491,36 @@ fn leak_sequence(frame: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(payload.try_into().ok()?))
 }
 
+/// What a no-leak-window run saw around the moment Enable returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeakReport {
+    /// Datagrams the sender sent after Enable returned.
+    pub sent_after: usize,
+    /// Datagrams the capture saw in all.
+    pub captured: usize,
+    /// Captured datagrams that arrived after Enable returned.
+    pub arrived_after: usize,
+    /// Captured datagrams that were sent after Enable returned.
+    pub leaked: usize,
+}
+
+/// Compares the sender's and the capture's timelines with the moment Enable `returned`.
+pub fn leak_report(sent: &Timeline, captured: &Timeline, returned: Instant) -> LeakReport {
+    let first_after = sent
+        .iter()
+        .find(|(_, at)| *at > returned)
+        .map(|(seq, _)| *seq);
+    LeakReport {
+        sent_after: sent.iter().filter(|(_, at)| *at > returned).count(),
+        captured: captured.len(),
+        arrived_after: captured.iter().filter(|(_, at)| *at > returned).count(),
+        leaked: captured
+            .iter()
+            .filter(|(seq, _)| first_after.is_some_and(|first| *seq >= first))
+            .count(),
+    }
+}
+
 /// A sender in the device namespace: a numbered UDP datagram to `target` every
 /// `interval`, recording when each was sent, until stopped.
 pub struct Sender {

@@ -14,10 +14,18 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use enigm_e2e::netns::{Path as Route, ProbeResult, TUNNEL, Topology};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use enigm_e2e::netns::{
+    Capture, Family, LEAK_PORT, Path as Route, ProbeResult, Sender, TUNNEL, Topology, leak_report,
+    outside,
+};
 use enigm_e2e::{
     Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
+    tscd_fixture, tscd_package_command,
 };
+use enigm_tscd::client::TrustSecurityCenterProxy;
 
 const NAME: &str = "org.enigm.PrivacyMode1";
 const PATH: &str = "/org/enigm/PrivacyMode1";
@@ -304,6 +312,22 @@ async fn lockdown_survives_sigkill_and_restarts_and_disable_restores() {
     );
     let (state, _, components) = status(&proxy).await;
     assert_eq!(state, "degraded", "{components:?}");
+    // enigm-tscd reads the true state: its signal.privacy-mode check fails.
+    let fixture_root = tscd_fixture("hardened").unwrap();
+    let _tscd = Daemon::spawn(tscd_package_command(&bus, fixture_root.path()).unwrap()).unwrap();
+    bus.wait_for_name("org.enigm.TrustSecurityCenter1", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let tscd = TrustSecurityCenterProxy::new(&connection).await.unwrap();
+    let posture = tscd.refresh().await.unwrap();
+    let check = posture
+        .checks
+        .iter()
+        .find(|c| c.id == "signal.privacy-mode")
+        .unwrap();
+    assert_eq!(check.result, "fail", "{}", check.observed);
+    assert!(check.observed.contains("network"), "{}", check.observed);
+    assert!(posture.runtime_issue);
     drop(daemon);
 
     // The boot unit's --apply-persisted: applies and exits, without a bus.
@@ -383,4 +407,37 @@ async fn lockdown_survives_sigkill_and_restarts_and_disable_restores() {
     let persisted: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.state.join("state.json")).unwrap()).unwrap();
     assert_eq!(persisted["enabled"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_packet_leaves_after_the_enable_call_returns() {
+    let topology = Topology::create().unwrap();
+    let fixture = fixture();
+    let bus = PrivateBus::start("").unwrap();
+    let daemon = start(&bus, &topology.device, &fixture).await;
+    let connection = bus.connect().await.unwrap();
+    let proxy = zbus::Proxy::new(&connection, NAME, PATH, NAME)
+        .await
+        .unwrap();
+    for family in [Family::V4, Family::V6] {
+        let capture = Capture::start(&topology.outside).unwrap();
+        let target = SocketAddr::new(outside(family, Route::Uplink), LEAK_PORT);
+        let sender = Sender::start(&topology.device, target, Duration::from_micros(200)).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (state, _) = call(&proxy, Some("lockdown"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+        let returned = Instant::now();
+        assert_eq!(state, "on");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = sender.finish().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let seen = capture.finish().unwrap();
+        let report = leak_report(&sent, &seen, returned);
+        assert!(report.sent_after > 100, "{family:?}: {report:?}");
+        assert!(report.captured > 100, "{family:?}: {report:?}");
+        assert_eq!(report.arrived_after, 0, "{family:?}: {report:?}");
+        assert_eq!(report.leaked, 0, "{family:?}: {report:?}");
+        assert_eq!(call(&proxy, None).await.unwrap().0, "off");
+    }
 }

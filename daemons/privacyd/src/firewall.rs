@@ -54,8 +54,8 @@ pub trait Firewall: Send {
 }
 
 /// Replaces the table with `ruleset`, then reads it back and compares. A difference gets one
-/// more full replacement (say, the table appeared between the existence check and a fresh
-/// create); a second one is `Mismatch` (the table stays: whatever it holds drops by default).
+/// more replacement (say, someone changed the table between the read and the batch); a
+/// second one is `Mismatch` (the table stays: whatever it holds drops by default).
 pub fn apply_verified(firewall: &mut dyn Firewall, ruleset: &Ruleset) -> Result<(), FirewallError> {
     firewall.replace(ruleset)?;
     match verify(firewall, ruleset) {

@@ -54,6 +54,8 @@ pub struct PrivacyMode {
     profiles: BTreeMap<String, Profile>,
     tor_uid: Option<u32>,
     state: Persisted,
+    /// What the state file holds, so unchanged state is not written (and fsynced) again.
+    saved: Option<Persisted>,
 }
 
 fn wanted_sensors(profile: &Profile) -> Vec<Sensor> {
@@ -84,6 +86,7 @@ impl PrivacyMode {
             profiles,
             tor_uid,
             state,
+            saved: None,
         }
     }
 
@@ -108,8 +111,13 @@ impl PrivacyMode {
         self.status()
     }
 
-    fn save(&self) -> Result<(), ModeError> {
-        Ok(state::save(&self.state_file, &self.state)?)
+    fn save(&mut self) -> Result<(), ModeError> {
+        if self.saved.as_ref() == Some(&self.state) {
+            return Ok(());
+        }
+        state::save(&self.state_file, &self.state)?;
+        self.saved = Some(self.state.clone());
+        Ok(())
     }
 
     fn apply(

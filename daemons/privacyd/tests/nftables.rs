@@ -109,3 +109,45 @@ fn removal_leaves_other_tables_and_tampering_is_seen() {
         assert!(nft_list("someone_else").contains("table inet someone_else"));
     });
 }
+
+#[test]
+fn replacing_repairs_a_tampered_table() {
+    in_private_netns(|| {
+        let ns = format!(
+            "/proc/{}/task/{}/ns/net",
+            std::process::id(),
+            nix::unistd::gettid()
+        );
+        let nft = |script: &str| {
+            let status = Command::new("nsenter")
+                .arg(format!("--net={ns}"))
+                .args(["nft", script])
+                .status()
+                .unwrap();
+            assert!(status.success(), "nft {script}");
+        };
+        let mut firewall = Nftables::new();
+        let ruleset = rulesets().remove(0);
+        apply_verified(&mut firewall, &ruleset).unwrap();
+        // Someone opens the output policy, adds an accepting chain of their own, and
+        // re-creates forward at another priority with a rule in it.
+        nft(&format!(
+            "add chain inet {TABLE} output {{ policy accept; }}"
+        ));
+        nft(&format!(
+            "add chain inet {TABLE} sneaky {{ type filter hook output priority -5; policy accept; }}"
+        ));
+        nft(&format!("add rule inet {TABLE} sneaky accept"));
+        nft(&format!("delete chain inet {TABLE} forward"));
+        nft(&format!(
+            "add chain inet {TABLE} forward {{ type filter hook forward priority 10; policy accept; }}"
+        ));
+        nft(&format!("add rule inet {TABLE} forward accept"));
+        assert!(verify(&mut firewall, &ruleset).is_err());
+        apply_verified(&mut firewall, &ruleset).unwrap();
+        let listed = nft_list(TABLE);
+        assert!(!listed.contains("sneaky"), "{listed}");
+        assert!(!listed.contains("policy accept"), "{listed}");
+        firewall.remove(TABLE).unwrap();
+    });
+}

@@ -1,8 +1,9 @@
 //! Encodes a [`Ruleset`] as one nf_tables batch with libnftnl (through the `nftnl` crate).
 //!
-//! The replace batch is *add table, delete table, add table, chains, rules*: the first add
-//! makes the delete succeed whether or not the table existed, and the kernel commits the whole
-//! batch at once or not at all, so there is never a moment with no table or half a table.
+//! The kernel commits a batch at once or not at all. [`replace`] creates the table when there
+//! is none and otherwise swaps the rules inside the kept chains, so no packet passes while a
+//! table is replaced (see there why it never deletes and re-creates the table); [`remove`]
+//! is *add table, delete table*, which succeeds whether or not the table existed.
 
 use std::ffi::CString;
 
@@ -12,6 +13,7 @@ use nftnl::expr::{
 };
 use nftnl::{Batch, Chain, ChainType, FinalizedBatch, MsgType, Policy, ProtoFamily, Table};
 
+use crate::kernel::KernelTable;
 use crate::ruleset::{Hook, Interface, Match, PRIORITY, Rule, Ruleset, Verdict};
 
 /// A ruleset that cannot be encoded.
@@ -44,19 +46,42 @@ fn interface(interface: &Interface) -> Result<InterfaceName, EncodeError> {
     })
 }
 
-/// The batch that atomically replaces `ruleset.table` with `ruleset`. With `fresh` (the
-/// table was not there a moment ago) it only creates: no deletion, which spares the kernel a
-/// grace period; should the table have appeared meanwhile, the read-back finds the mix.
-pub fn replace(ruleset: &Ruleset, fresh: bool) -> Result<FinalizedBatch, EncodeError> {
+/// The batch that atomically replaces `ruleset.table` with `ruleset`, given what the kernel
+/// holds now (`current`, `None` when there is no table).
+///
+/// No table: create it, its chains and rules. A table: keep it and its base chains (their
+/// drop policy stays in force throughout), flush their rules and add the new ones; the kernel
+/// switches from the old rules to the new at one generation change. Deleting and recreating
+/// the table instead would open a gap: in the commit the old chains are unhooked before the
+/// new ones get their drop policy (a new base chain accepts until its own commit step), and a
+/// packet can pass. Only a chain of ours that someone re-created on another hook, priority or
+/// type is deleted and re-created, and chains that are not ours are flushed and deleted.
+pub fn replace(
+    ruleset: &Ruleset,
+    current: Option<&KernelTable>,
+) -> Result<FinalizedBatch, EncodeError> {
     let mut batch = Batch::new();
     let table = Table::new(c_string(&ruleset.table)?, ProtoFamily::Inet);
     batch.add(&table, MsgType::Add);
-    if !fresh {
-        batch.add(&table, MsgType::Del);
-        batch.add(&table, MsgType::Add);
+    let expected = ruleset.expected_table();
+    for chain in current.map(|t| t.chains.as_slice()).unwrap_or_default() {
+        let existing = Chain::new(c_string(&chain.name)?, &table);
+        // A rule with a chain and no handle deletes every rule of the chain.
+        batch.add(&nftnl::Rule::new(&existing), MsgType::Del);
+        let keep = expected.chains.iter().any(|ours| {
+            ours.name == chain.name
+                && ours.hook == chain.hook
+                && ours.priority == chain.priority
+                && ours.chain_type == chain.chain_type
+        });
+        if !keep {
+            batch.add(&existing, MsgType::Del);
+        }
     }
     let mut chains = Vec::new();
     for kind in Hook::ALL {
+        // Creates the chain, or updates an existing one (same hook, priority and type) to
+        // the drop policy.
         let mut chain = Chain::new(c_string(kind.chain())?, &table);
         chain.set_hook(hook(kind), PRIORITY);
         chain.set_type(ChainType::Filter);

@@ -129,21 +129,6 @@ impl Nftables {
     }
 }
 
-impl Nftables {
-    /// Whether the `inet` table `table` exists.
-    fn table_exists(&mut self, table: &str) -> Result<bool, FirewallError> {
-        let mut found = false;
-        self.dump(netlink::MSG_GETTABLE, table, |msg, attrs| {
-            if msg == netlink::MSG_NEWTABLE && netlink::table_name(attrs)?.as_deref() == Some(table)
-            {
-                found = true;
-            }
-            Ok(())
-        })?;
-        Ok(found)
-    }
-}
-
 fn libc_enoent() -> i32 {
     nix::errno::Errno::ENOENT as i32
 }
@@ -157,8 +142,8 @@ fn receive(fd: &OwnedFd, buffer: &mut [u8]) -> Result<usize, FirewallError> {
 
 impl Firewall for Nftables {
     fn replace(&mut self, ruleset: &Ruleset) -> Result<(), FirewallError> {
-        let fresh = !self.table_exists(&ruleset.table)?;
-        let batch = batch::replace(ruleset, fresh)?;
+        let current = self.read(&ruleset.table)?;
+        let batch = batch::replace(ruleset, current.as_ref())?;
         self.commit(&batch)
     }
 
