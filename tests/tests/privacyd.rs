@@ -410,7 +410,7 @@ async fn lockdown_survives_sigkill_and_restarts_and_disable_restores() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_packet_leaves_after_the_enable_call_returns() {
+async fn no_packet_leaves_after_the_enable_call_returns_and_a_corrupt_state_locks_down() {
     let topology = Topology::create().unwrap();
     let fixture = fixture();
     let bus = PrivateBus::start("").unwrap();
@@ -440,4 +440,22 @@ async fn no_packet_leaves_after_the_enable_call_returns() {
         assert_eq!(report.leaked, 0, "{family:?}: {report:?}");
         assert_eq!(call(&proxy, None).await.unwrap().0, "off");
     }
+    drop(daemon);
+
+    // A state file that does not parse means lockdown, not "off".
+    std::fs::write(fixture.state.join("state.json"), b"{\"enabled\": fal").unwrap();
+    let daemon = start(&bus, &topology.device, &fixture).await;
+    let (state, profile, components) = status(&proxy).await;
+    assert_eq!(
+        (state.as_str(), profile.as_str()),
+        ("on", "lockdown"),
+        "{components:?}"
+    );
+    assert!(
+        daemon.stderr().contains("unreadable"),
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(blocked_uplink(&topology.probe_all().unwrap()), []);
+    assert_eq!(call(&proxy, None).await.unwrap().0, "off");
 }
