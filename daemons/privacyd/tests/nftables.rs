@@ -14,6 +14,11 @@ use enigm_privacyd::ruleset::{Ruleset, TABLE};
 
 /// Runs `body` on a thread with a network namespace of its own.
 fn in_private_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let nft = Command::new("nft").arg("--version").output();
+    assert!(
+        nft.is_ok_and(|o| o.status.success()),
+        "nft (Debian nftables) is the oracle of these tests: run `cargo xtask install-deps`"
+    );
     std::thread::spawn(move || {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root?)");
         body()
