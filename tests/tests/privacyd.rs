@@ -459,3 +459,47 @@ async fn no_packet_leaves_after_the_enable_call_returns_and_a_corrupt_state_lock
     assert_eq!(blocked_uplink(&topology.probe_all().unwrap()), []);
     assert_eq!(call(&proxy, None).await.unwrap().0, "off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_switched_back_while_on() {
+    use futures_util::StreamExt;
+    require_tool("nft", "nftables").unwrap();
+    let topology = Topology::create().unwrap();
+    let fixture = fixture();
+    let bus = PrivateBus::start("").unwrap();
+    let mut command = command(&topology.device, Some(&bus), &fixture);
+    command.env("ENIGM_PRIVACYD__PRIVACY__ENFORCE_INTERVAL_SECS", "1");
+    let daemon = Daemon::spawn(command).unwrap();
+    bus.wait_for_name(NAME, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.stderr()));
+    let connection = bus.connect().await.unwrap();
+    let proxy = zbus::Proxy::new(&connection, NAME, PATH, NAME)
+        .await
+        .unwrap();
+    assert_eq!(call(&proxy, Some("lockdown")).await.unwrap().0, "on");
+    let mut changes = proxy.receive_signal("StateChanged").await.unwrap();
+
+    // Someone opens the firewall behind the daemon's back.
+    nft(
+        &topology.device,
+        &[
+            "insert",
+            "rule",
+            "inet",
+            "enigm_privacy",
+            "output",
+            "accept",
+        ],
+    );
+    let signal = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .unwrap_or_else(|_| panic!("no StateChanged: {}", daemon.stderr()))
+        .unwrap();
+    let (state, profile): (String, String) = signal.body().deserialize().unwrap();
+    assert_eq!((state.as_str(), profile.as_str()), ("on", "lockdown"));
+    assert_eq!(status(&proxy).await.0, "on");
+    assert!(daemon.stderr().contains("drifted"), "{}", daemon.stderr());
+    assert_eq!(blocked_uplink(&topology.probe_all().unwrap()), []);
+    assert_eq!(call(&proxy, None).await.unwrap().0, "off");
+}

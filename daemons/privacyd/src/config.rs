@@ -46,6 +46,9 @@ pub struct PrivacySection {
     pub tor_user: String,
     /// The profile `Enable("")` and `enigmctl privacy on` use.
     pub default_profile: String,
+    /// While a profile is on, how often the kernel is read back and anything that drifted (a
+    /// radio unblocked, a camera plugged in, the table changed) switched back; 0: never.
+    pub enforce_interval_secs: u64,
 }
 
 impl Default for PrivacySection {
@@ -55,6 +58,7 @@ impl Default for PrivacySection {
             tunnels: vec!["wg*".into(), "tun*".into()],
             tor_user: String::new(),
             default_profile: "lockdown".into(),
+            enforce_interval_secs: 5,
         }
     }
 }

@@ -21,7 +21,7 @@ use enigm_privacyd::nft::Nftables;
 use enigm_privacyd::rfkill::Rfkill;
 use enigm_privacyd::sensors::SysfsSensors;
 use enigm_privacyd::service::{
-    BUS_NAME, OBJECT_PATH, PostureSignal, PrivacyModeService, SharedMode,
+    BUS_NAME, OBJECT_PATH, PostureSignal, PrivacyModeService, SharedMode, announce,
 };
 use enigm_privacyd::state::{self, Persisted, StateError};
 use enigm_runtime::args::DaemonArgs;
@@ -107,6 +107,7 @@ fn run() -> Result<()> {
         sensors: Box::new(SysfsSensors::new(sysroot.clone())),
     };
     let default_profile = config.privacy.default_profile.clone();
+    let enforce_every = std::time::Duration::from_secs(config.privacy.enforce_interval_secs);
     let mut mode = PrivacyMode::new(backends, state_file, profiles, tor_uid, persisted);
     // Before serving: the kernel gets the persisted choice. A failure leaves in force what
     // was applied; the status then reads degraded.
@@ -131,6 +132,7 @@ fn run() -> Result<()> {
         Arc::new(Mutex::new(mode)),
         policy,
         default_profile,
+        enforce_every,
         notifier,
     ))
 }
@@ -139,6 +141,7 @@ async fn serve(
     mode: SharedMode,
     policy: CallerPolicy,
     default_profile: String,
+    enforce_every: std::time::Duration,
     notifier: notify::Notifier,
 ) -> Result<()> {
     let stop = shutdown::stop_signal().context("installing signal handlers")?;
@@ -147,7 +150,7 @@ async fn serve(
             OBJECT_PATH,
             PrivacyModeService::new(mode.clone(), policy, default_profile),
         )
-        .serve_at(OBJECT_PATH, PostureSignal::new(mode))
+        .serve_at(OBJECT_PATH, PostureSignal::new(mode.clone()))
         .build()
         .await
         .context("connecting to the system bus")?;
@@ -155,6 +158,9 @@ async fn serve(
         .request_name(BUS_NAME)
         .await
         .with_context(|| format!("acquiring the bus name {BUS_NAME}"))?;
+    if !enforce_every.is_zero() {
+        tokio::spawn(enforce(mode, connection.clone(), enforce_every));
+    }
     notifier.ready(&format!("serving {BUS_NAME}"))?;
     tracing::info!(name = BUS_NAME, "ready");
     let signal = stop.await;
@@ -163,4 +169,30 @@ async fn serve(
     notifier.stopping()?;
     connection.release_name(BUS_NAME).await.ok();
     Ok(())
+}
+
+/// Every `every`, while a profile is on: switches back whatever drifted, and announces it.
+async fn enforce(mode: SharedMode, connection: zbus::Connection, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mode = mode.clone();
+        let outcome = tokio::task::spawn_blocking(move || match mode.lock() {
+            Ok(mut mode) => mode.enforce().map_err(|e| e.to_string()),
+            Err(_) => Err("privacy state poisoned".to_owned()),
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Some(status))) => {
+                tracing::warn!(state = status.state.name(), "Privacy Mode applied again");
+                if let Err(err) = announce(&connection, &status).await {
+                    tracing::warn!(error = %err, "cannot announce the change");
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "enforcing Privacy Mode failed"),
+            Err(err) => tracing::error!(error = %err, "the enforcement task stopped"),
+        }
+    }
 }

@@ -195,6 +195,30 @@ impl PrivacyMode {
         self.status()
     }
 
+    /// While a profile is on: reads the kernel back and, when anything drifted from the profile
+    /// (a radio unblocked, a capture device plugged in, the table changed), applies the
+    /// profile again. The new status when it did, `None` when nothing was to do.
+    pub fn enforce(&mut self) -> Result<Option<Status>, ModeError> {
+        if !self.state.enabled {
+            return Ok(None);
+        }
+        let before = self.status()?;
+        if before.state == crate::status::ModeState::On {
+            return Ok(None);
+        }
+        let drifted: Vec<&str> = before
+            .components
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        tracing::warn!(
+            ?drifted,
+            "Privacy Mode drifted in the kernel: applying it again"
+        );
+        self.reconcile().map(Some)
+    }
+
     /// At start, before serving: makes the kernel match the persisted choice (re-applies an
     /// enabled profile as it was resolved then; removes a stale table when off).
     pub fn reconcile(&mut self) -> Result<Status, ModeError> {
@@ -315,6 +339,24 @@ mod tests {
             mode.enable("nope"),
             Err(ModeError::Profile(ProfileError::Unknown(_)))
         ));
+    }
+
+    #[test]
+    fn enforcement_switches_back_what_drifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mode = mode(dir.path());
+        assert!(mode.enforce().unwrap().is_none(), "off: nothing to enforce");
+        mode.enable("lockdown").unwrap();
+        assert!(mode.enforce().unwrap().is_none(), "on and in force");
+        // Someone unblocks bluetooth.
+        mode.backends
+            .radios
+            .set(1, Radio::Bluetooth, false)
+            .unwrap();
+        assert_eq!(mode.status().unwrap().state, ModeState::Degraded);
+        let status = mode.enforce().unwrap().unwrap();
+        assert_eq!(status.state, ModeState::On, "{status:?}");
+        assert!(mode.backends.radios.list().unwrap()[1].soft);
     }
 
     #[test]

@@ -180,6 +180,13 @@ impl PrivacyModeService {
     }
 }
 
+/// Sends `StateChanged` for `status` from the object on `connection` (for changes the daemon
+/// makes on its own, such as enforcement).
+pub async fn announce(connection: &Connection, status: &Status) -> zbus::Result<()> {
+    let emitter = SignalEmitter::new(connection, OBJECT_PATH)?;
+    PrivacyModeService::state_changed(&emitter, status.state.name(), &status.profile).await
+}
+
 /// The served `org.enigm.PostureSignal1` object (open to every caller: it tells only whether
 /// the kernel matches the owner's choice).
 pub struct PostureSignal {
