@@ -2,7 +2,7 @@
 //! every occurrence of an indicator domain that ends a hostname token and starts at a label
 //! boundary yields that whole hostname, which is then matched like any observed domain.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 /// An automaton over every domain indicator.
 #[derive(Debug, Default)]
@@ -23,6 +23,9 @@ impl DomainText {
         let automaton = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            // A contiguous NFA builds in a fraction of a DFA's time and memory; DNS logs are
+            // short lines, so search speed barely differs.
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(domains)
             .ok();
         Self { automaton }

@@ -256,13 +256,23 @@ impl ScanFs {
     /// Opens a file for reading (links resolved and checked; the final open does not follow
     /// a link, so a swap between check and open fails instead of escaping).
     pub fn open(&self, system_path: &Path) -> Result<File, FsError> {
-        let host = self.host_path_followed(system_path)?;
-        self.record(&host, Access::Open);
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&host)
-            .map_err(Self::io(system_path))
+        let open = |host: &Path| {
+            self.record(host, Access::Open);
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(host)
+        };
+        // Most files are not links: open the checked path directly; only when the final
+        // component is a link (ELOOP under O_NOFOLLOW) resolve it, check it and open that.
+        let host = self.host_path(system_path)?;
+        match open(&host) {
+            Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+                let real = self.host_path_followed(system_path)?;
+                open(&real).map_err(Self::io(system_path))
+            }
+            other => other.map_err(Self::io(system_path)),
+        }
     }
 
     /// Reads a whole file of at most `limit` bytes.
