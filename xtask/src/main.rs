@@ -40,8 +40,9 @@ enum Command {
     /// install-deps, build, then run the daemon on a private bus and print its posture.
     Demo,
     /// install-deps, then the criterion benchmarks, the backend round-trip benchmark, the
-    /// image verification and dm-verity benchmark, the delta-size benchmark, the end-to-end
-    /// benchmark and the Privacy Mode benchmark (release).
+    /// image verification and dm-verity benchmark, the delta-size benchmark, the Active Defense
+    /// benchmark (with MVT from PyPI as its peer), the end-to-end benchmark and the Privacy
+    /// Mode benchmark (release).
     ///
     /// Arguments after `--` are appended to `cargo bench -p enigm-tscd --bench posture`.
     Bench {
@@ -142,6 +143,10 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     steps::run(
         "bench (delta update size)",
         &steps::cargo(root).args(["bench", "-p", "enigm-delta", "--bench", "delta_size"]),
+    )?;
+    steps::run(
+        "bench (Active Defense: IOC matching and full scan, MVT as the peer)",
+        &steps::cargo(root).args(["bench", "-p", "enigm-defense-scan", "--bench", "defense"]),
     )?;
     steps::run(
         "build (release)",
