@@ -30,6 +30,14 @@ pub enum EngineError {
         #[source]
         error: std::io::Error,
     },
+    /// The feed is older than one this device already used (a replayed feed).
+    #[error("the IOC feed's sequence {offered} is older than {accepted}, which was already used")]
+    FeedRollback {
+        /// The sequence of the feed in place.
+        offered: u64,
+        /// The highest sequence accepted before.
+        accepted: u64,
+    },
     /// No indicator at all: scanning would claim too much.
     #[error("no indicators loaded (defense.ioc_paths and defense.feed)")]
     NoIndicators,
@@ -123,6 +131,38 @@ pub fn posture_reading(record: Option<&ScanRecord>) -> (String, String) {
     ("pass".into(), observed)
 }
 
+/// Refuses a feed older than the newest one used before (kept in `state_dir/feed-sequence`),
+/// and records `sequence` when it is newer.
+pub fn accept_feed_sequence(state_dir: &Path, sequence: u64) -> Result<(), EngineError> {
+    let path = state_dir.join("feed-sequence");
+    let io = |error| EngineError::Store {
+        path: path.clone(),
+        error,
+    };
+    let accepted = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a sequence number",
+            ))
+        })?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => return Err(io(error)),
+    };
+    if sequence < accepted {
+        return Err(EngineError::FeedRollback {
+            offered: sequence,
+            accepted,
+        });
+    }
+    if sequence > accepted {
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, format!("{sequence}\n")).map_err(io)?;
+        std::fs::rename(&temporary, &path).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// The engine.
 pub struct Engine {
     sysroot: Sysroot,
@@ -165,6 +205,7 @@ impl Engine {
             signature.push(".sig");
             let sequence =
                 enigm_ioc::load::add_signed_feed(&mut builder, &feed, Path::new(&signature), &pem)?;
+            accept_feed_sequence(Path::new(&config.defense.state_dir), sequence)?;
             tracing::info!(sequence, "signed IOC feed loaded");
         }
         let db = builder.build();
@@ -293,6 +334,25 @@ mod tests {
             complete,
             findings: severities.iter().map(|s| finding(*s)).collect(),
         }
+    }
+
+    #[test]
+    fn older_feeds_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(accept_feed_sequence(dir.path(), 5).is_ok());
+        assert!(accept_feed_sequence(dir.path(), 5).is_ok());
+        assert!(matches!(
+            accept_feed_sequence(dir.path(), 4),
+            Err(EngineError::FeedRollback {
+                offered: 4,
+                accepted: 5
+            })
+        ));
+        assert!(accept_feed_sequence(dir.path(), 9).is_ok());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("feed-sequence")).unwrap(),
+            "9\n"
+        );
     }
 
     #[test]
