@@ -8,6 +8,7 @@
 
 pub mod netns;
 pub mod update;
+pub mod update_demo;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -119,3 +119,14 @@ pub fn publish_release(repo_dir: &Path, keys: &Path, built: &Built) -> Result<()
     )?;
     Ok(())
 }
+
+/// Gives `path` and everything under it to `user` (a daemon's state directory).
+pub fn chown_tree(path: &Path, user: &nix::unistd::User) -> Result<()> {
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid))?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
+}

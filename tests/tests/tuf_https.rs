@@ -97,19 +97,21 @@ server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
 server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 "#;
-    let child = Command::new("python3")
-        .args(["-c", SERVER, &port.to_string()])
-        .arg(root)
-        .arg(certs.join("server.pem"))
-        .arg(certs.join("server.key"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Server(
+        Command::new("python3")
+            .args(["-c", SERVER, &port.to_string()])
+            .arg(root)
+            .arg(certs.join("server.pem"))
+            .arg(certs.join("server.key"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Server(child);
+            return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -201,7 +201,7 @@ fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_othe
         repo::Expiries::default(),
     )
     .unwrap();
-    let made = release(&v2_options.out, &[v1_options.out.clone()], 19).unwrap();
+    let made = release(&v2_options.out, std::slice::from_ref(&v1_options.out), 19).unwrap();
     assert_eq!(made.deltas.len(), 1);
     let delta_size = made.deltas[0].size;
     assert!(
@@ -238,7 +238,6 @@ fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_othe
             image_keys: keys::public_map(&key_dir, keys::IMAGE).unwrap(),
             image_threshold: 1,
             tries: 3,
-            tls: Default::default(),
             tls: Default::default(),
         };
         let rollback = FileRollbackStore::new(state.join("rollback-index"));

@@ -10,11 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use enigm_e2e::update::{generate_keys, publish_release, release_options, serve_directory};
+use enigm_e2e::update::{
+    chown_tree, generate_keys, publish_release, release_options, serve_directory,
+};
 use enigm_e2e::{
     Daemon, PrivateBus, Swtpm, enigmctl_package, ensure_system_users, package_binary, require_tool,
 };
@@ -27,15 +28,6 @@ use futures_util::StreamExt;
 
 const NAME: &str = "org.enigm.Update1";
 const PATH: &str = "/org/enigm/Update1";
-
-fn chown_tree(path: &Path, user: &nix::unistd::User) {
-    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), user);
-        }
-    }
-}
 
 /// (state, version, detail) from a method call, or the D-Bus error name.
 async fn call(proxy: &zbus::Proxy<'_>, method: &str) -> Result<(String, String, String), String> {
@@ -81,7 +73,7 @@ async fn check_download_apply_over_the_bus() {
     let user = nix::unistd::User::from_name("enigm-updated")
         .unwrap()
         .unwrap();
-    chown_tree(&state, &user);
+    chown_tree(&state, &user).unwrap();
     let disk = v1.disk.clone().unwrap();
 
     // The rollback index lives in a TPM NV index (swtpm stands in for the device's TPM).

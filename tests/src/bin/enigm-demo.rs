@@ -6,7 +6,10 @@
 //! companion backend: a software TPM (swtpm) served by `enigm-attestd`, the `enigm-backend`
 //! binary on loopback with a temporary config root (self-signed certificate generated on first
 //! start and pinned by its fingerprint), `enigmctl enroll` and `enigmctl attest`, printing the
-//! attestation result. Everything it started is stopped at the end.
+//! attestation result; then a verified A/B update on a disk image (`enigm_e2e::update_demo`):
+//! built and published with a delta by `enigm-image`, checked, downloaded and applied by
+//! `enigm-updated` through `enigmctl update`, booted and marked good. Everything it started is
+//! stopped at the end.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -92,11 +95,13 @@ async fn demo() -> Result<ExitCode> {
     );
 
     let attested = attestation(&bus).await;
+    let updated = enigm_e2e::update_demo::run(&bus, step).await;
 
     step("stopping enigm-tscd with SIGTERM");
     let status = daemon.terminate(Duration::from_secs(5))?;
     println!("    exited: {status}");
     attested?;
+    updated.context("the update demo")?;
     println!("\ndemo complete");
     Ok(ExitCode::SUCCESS)
 }
