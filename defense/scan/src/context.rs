@@ -137,12 +137,16 @@ impl<'a> Scan<'a> {
     /// Records a failed read, unless the path is just absent or the content boundary refused
     /// it (by design, not a gap in the scan).
     pub fn issue(&mut self, error: &FsError) {
-        if error.is_not_found() || matches!(error, FsError::Refused(_)) {
-            return;
+        if !error.is_expected() {
+            self.note(error.to_string());
         }
+    }
+
+    /// Records something that makes the scan incomplete (a walk cut short by its budget).
+    pub fn note(&mut self, problem: String) {
         self.issues.push(ScanIssue {
             scanner: self.scanner,
-            problem: error.to_string(),
+            problem,
         });
     }
 

@@ -95,6 +95,12 @@ impl FsError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, FsError::Io { error, .. } if error.kind() == io::ErrorKind::NotFound)
     }
+
+    /// Whether the error leaves the scan complete: the path is absent, or the content
+    /// boundary refused it by design.
+    pub fn is_expected(&self) -> bool {
+        self.is_not_found() || matches!(self, FsError::Refused(_))
+    }
 }
 
 /// A directory entry, as listed (links not followed).

@@ -466,3 +466,23 @@ fn nothing_under_the_content_boundary_is_touched_even_when_indicators_name_it() 
             .all(|f| f.indicator.is_none() || f.evidence[0].subject.starts_with("/etc/innocent"))
     );
 }
+
+#[test]
+fn a_walk_cut_short_makes_the_scan_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    clean_tree(dir.path());
+    let config = ScanConfig {
+        max_entries: 3,
+        ..ScanConfig::default()
+    };
+    let outcome = scan(dir.path(), &shared_db(), &config, None);
+    assert!(outcome.findings.is_empty());
+    assert!(
+        outcome
+            .issues
+            .iter()
+            .any(|i| i.problem.contains("entry budget exhausted")),
+        "{:#?}",
+        outcome.issues
+    );
+}

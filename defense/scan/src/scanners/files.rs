@@ -156,22 +156,23 @@ pub fn scan(scan: &mut Scan<'_>) {
                     entries.push((entry.path.clone(), entry.kind));
                 }
             },
-            &mut |error| errors.push(error.to_string()),
+            &mut |error| {
+                if !error.is_expected() {
+                    errors.push(error.to_string());
+                }
+            },
         );
         for (path, kind) in entries {
             observe_path(scan, &path, kind, digests, &mut buffer);
         }
         for problem in errors {
-            scan.issue(&FsError::Io {
-                path: root.clone(),
-                error: std::io::Error::other(problem),
-            });
+            scan.note(problem);
         }
         if !finished {
-            scan.issue(&FsError::Io {
-                path: root.clone(),
-                error: std::io::Error::other("entry budget exhausted; walk incomplete"),
-            });
+            scan.note(format!(
+                "{}: entry budget exhausted; walk incomplete",
+                root.display()
+            ));
             break;
         }
     }

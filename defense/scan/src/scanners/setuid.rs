@@ -71,7 +71,7 @@ pub fn scan(scan: &mut Scan<'_>) {
         }
         let mut files = Vec::new();
         let mut errors = Vec::new();
-        walk(
+        let finished = walk(
             scan.fs,
             &root,
             scan.config.max_depth.min(4),
@@ -81,13 +81,20 @@ pub fn scan(scan: &mut Scan<'_>) {
                     files.push(entry.path.clone());
                 }
             },
-            &mut |error| errors.push(error.to_string()),
+            &mut |error| {
+                if !error.is_expected() {
+                    errors.push(error.to_string());
+                }
+            },
         );
         for problem in errors {
-            scan.issue(&crate::fs::FsError::Io {
-                path: root.clone(),
-                error: std::io::Error::other(problem),
-            });
+            scan.note(problem);
+        }
+        if !finished {
+            scan.note(format!(
+                "{}: entry budget exhausted; walk incomplete",
+                root.display()
+            ));
         }
         for file in files {
             scan.count();
