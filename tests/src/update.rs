@@ -130,3 +130,55 @@ pub fn chown_tree(path: &Path, user: &nix::unistd::User) -> Result<()> {
     }
     Ok(())
 }
+
+/// Copies release `from`'s root file system (`etc/`) to `to`, with a new `/etc/os-release`
+/// and an added `/etc/motd`: a small upgrade, for deltas.
+pub fn upgraded_rootfs(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to.join("etc"))?;
+    for entry in std::fs::read_dir(from.join("etc"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join("etc").join(entry.file_name()))?;
+    }
+    std::fs::write(to.join("etc/os-release"), "VERSION_ID=2\n")?;
+    std::fs::write(to.join("etc/motd"), "upgraded\n")?;
+    Ok(())
+}
+
+/// Where an `enigm-updated` under test finds its repository and its device.
+pub struct UpdatedSetup<'a> {
+    /// The daemon's sysroot (`/etc/enigm/image-keys.json`).
+    pub sysroot: &'a Path,
+    /// The bus address.
+    pub bus: &'a str,
+    /// The repository's base URL (`URL/metadata`, `URL/targets`).
+    pub url: &'a str,
+    /// The state directory (trusted root in `tuf/`).
+    pub state: &'a Path,
+    /// The A/B disk image.
+    pub disk: &'a Path,
+}
+
+/// The command that starts `enigm-updated` for hardware `test-phone` running slot `slot`
+/// (`a` or `b`); callers add or remove settings with further `env` calls.
+pub fn updated_command(setup: &UpdatedSetup<'_>, slot: &str) -> Result<std::process::Command> {
+    let mut command =
+        std::process::Command::new(crate::package_binary("enigm-updated", "enigm-updated")?);
+    command
+        .arg("--sysroot")
+        .arg(setup.sysroot)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", setup.bus)
+        .env(
+            "ENIGM_UPDATED__UPDATE__METADATA_URL",
+            format!("{}/metadata", setup.url),
+        )
+        .env(
+            "ENIGM_UPDATED__UPDATE__TARGETS_URL",
+            format!("{}/targets", setup.url),
+        )
+        .env("ENIGM_UPDATED__UPDATE__STATE_DIR", setup.state)
+        .env("ENIGM_UPDATED__UPDATE__HARDWARE", "test-phone")
+        .env("ENIGM_UPDATED__UPDATE__DISK", setup.disk)
+        .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", slot)
+        .env_remove("NOTIFY_SOCKET");
+    Ok(command)
+}

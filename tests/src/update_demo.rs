@@ -1,5 +1,5 @@
 //! The verified-update part of `cargo xtask demo`: `enigm-image` builds release 1 onto an A/B
-//! disk image and release 2 (one file changed), publishes release 2 with a delta from 1 to a
+//! disk image and release 2 (a small change), publishes release 2 with a delta from 1 to a
 //! TUF repository served over HTTP on loopback; `enigm-updated` (on the private bus, as its
 //! system user) checks, downloads the delta and applies it into slot B through `enigmctl
 //! update`; the boot simulator reboots into B; the restarted daemon checks B and marks it
@@ -15,8 +15,11 @@ use enigm_image::{keys, repo};
 use enigm_slots::simulator::boot;
 use enigm_slots::{BootControl, GptBootControl};
 
-use crate::update::{chown_tree, generate_keys, release_options, serve_directory, unix_now};
-use crate::{Daemon, PrivateBus, enigmctl, ensure_system_users, package_binary};
+use crate::update::{
+    UpdatedSetup, chown_tree, generate_keys, release_options, serve_directory, unix_now,
+    updated_command, upgraded_rootfs,
+};
+use crate::{Daemon, PrivateBus, enigmctl, ensure_system_users};
 
 const SERVICE: &str = "org.enigm.Update1";
 
@@ -38,19 +41,14 @@ pub async fn run(bus: &PrivateBus, step: fn(&str)) -> Result<()> {
         .tempdir()?;
     let d = dir.path();
 
-    step("enigm-image: keys, release 1 on an A/B disk image, release 2 with one file changed");
+    step("enigm-image: keys, release 1 on an A/B disk image, release 2 with a small change");
     let key_dir = d.join("keys");
     generate_keys(&key_dir)?;
     let v1_options = release_options(d, &key_dir, "1", 1, true, 2 << 20)?;
     let v1 = build(&v1_options)?;
     let mut v2_options = release_options(d, &key_dir, "2", 2, false, 0)?;
     v2_options.rootfs = d.join("rootfs-2-upgraded");
-    std::fs::create_dir_all(v2_options.rootfs.join("etc"))?;
-    std::fs::copy(
-        v1_options.rootfs.join("etc/blob"),
-        v2_options.rootfs.join("etc/blob"),
-    )?;
-    std::fs::write(v2_options.rootfs.join("etc/os-release"), "VERSION_ID=2\n")?;
+    upgraded_rootfs(&v1_options.rootfs, &v2_options.rootfs)?;
     let v2 = build(&v2_options)?;
     println!(
         "    release 1: {} bytes, verity root {}…; release 2: {} bytes",
@@ -105,32 +103,21 @@ pub async fn run(bus: &PrivateBus, step: fn(&str)) -> Result<()> {
         .context("the enigm-updated system user is missing")?;
     chown_tree(&state, &user)?;
     let disk = v1.disk.clone().context("release 1 has no disk image")?;
-    let binary = package_binary("enigm-updated", "enigm-updated")?;
-    let daemon_in = |slot: &str| {
-        let mut command = Command::new(&binary);
-        command
-            .arg("--sysroot")
-            .arg(&sysroot)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
-            .env(
-                "ENIGM_UPDATED__UPDATE__METADATA_URL",
-                format!("{url}/metadata"),
-            )
-            .env(
-                "ENIGM_UPDATED__UPDATE__TARGETS_URL",
-                format!("{url}/targets"),
-            )
-            .env("ENIGM_UPDATED__UPDATE__STATE_DIR", &state)
-            .env("ENIGM_UPDATED__UPDATE__HARDWARE", "test-phone")
-            .env("ENIGM_UPDATED__UPDATE__DISK", &disk)
-            .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", slot)
-            .env("ENIGM_UPDATED__UPDATE__ROLLBACK_STORE", "file")
-            .env_remove("NOTIFY_SOCKET");
-        command
+    let setup = UpdatedSetup {
+        sysroot: &sysroot,
+        bus: bus.address(),
+        url: &url,
+        state: &state,
+        disk: &disk,
+    };
+    let daemon_in = |slot: &str| -> Result<Command> {
+        let mut command = updated_command(&setup, slot)?;
+        command.env("ENIGM_UPDATED__UPDATE__ROLLBACK_STORE", "file");
+        Ok(command)
     };
 
     step("starting enigm-updated in slot A (as user enigm-updated, seccomp on)");
-    let daemon = Daemon::spawn(daemon_in("a"))?;
+    let daemon = Daemon::spawn(daemon_in("a")?)?;
     bus.wait_for_name(SERVICE, Duration::from_secs(10))
         .await
         .with_context(|| daemon.stderr())?;
@@ -150,7 +137,7 @@ pub async fn run(bus: &PrivateBus, step: fn(&str)) -> Result<()> {
     println!("    booted slot {booted}");
 
     step("enigm-updated in the new slot: dm-verity check against the manifest, then mark good");
-    let daemon = Daemon::spawn(daemon_in(booted.suffix()))?;
+    let daemon = Daemon::spawn(daemon_in(booted.suffix())?)?;
     bus.wait_for_name(SERVICE, Duration::from_secs(10))
         .await
         .with_context(|| daemon.stderr())?;

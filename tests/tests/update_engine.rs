@@ -10,7 +10,7 @@
 
 use enigm_e2e::require_tool;
 use enigm_e2e::update::{
-    generate_keys, publish_release, release_options, serve_directory, unix_now,
+    generate_keys, publish_release, release_options, serve_directory, unix_now, upgraded_rootfs,
 };
 use enigm_image::build::build;
 use enigm_image::release::release;
@@ -164,18 +164,6 @@ fn check_download_apply_boot_confirm() {
     ));
 }
 
-/// A copy of `from` (a release's rootfs) with `/etc/os-release` changed and a small file
-/// added: a small upgrade.
-fn upgraded_rootfs(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to.join("etc")).unwrap();
-    for entry in std::fs::read_dir(from.join("etc")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join("etc").join(entry.file_name())).unwrap();
-    }
-    std::fs::write(to.join("etc/os-release"), "VERSION_ID=2\n").unwrap();
-    std::fs::write(to.join("etc/motd"), "upgraded\n").unwrap();
-}
-
 #[test]
 fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_otherwise() {
     require_tool("mkfs.erofs", "erofs-utils").unwrap();
@@ -187,7 +175,7 @@ fn a_delta_is_fetched_when_offered_for_the_running_image_and_the_full_image_othe
     let v1 = build(&v1_options).unwrap();
     let mut v2_options = release_options(d, &key_dir, "2", 2, false, 0).unwrap();
     v2_options.rootfs = d.join("rootfs-2-upgraded");
-    upgraded_rootfs(&v1_options.rootfs, &v2_options.rootfs);
+    upgraded_rootfs(&v1_options.rootfs, &v2_options.rootfs).unwrap();
     let v2 = build(&v2_options).unwrap();
     // Another device runs a different v1 build: no delta fits it.
     let other_v1 = build(&release_options(d, &key_dir, "1b", 1, true, 600_000).unwrap()).unwrap();

@@ -14,11 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use enigm_e2e::update::{
-    chown_tree, generate_keys, publish_release, release_options, serve_directory,
+    UpdatedSetup, chown_tree, generate_keys, publish_release, release_options, serve_directory,
+    updated_command,
 };
-use enigm_e2e::{
-    Daemon, PrivateBus, Swtpm, enigmctl_package, ensure_system_users, package_binary, require_tool,
-};
+use enigm_e2e::{Daemon, PrivateBus, Swtpm, enigmctl_package, ensure_system_users, require_tool};
 use enigm_image::build::build;
 use enigm_image::keys;
 use enigm_installer::{RollbackStore, TpmRollbackStore};
@@ -84,32 +83,25 @@ async fn check_download_apply_over_the_bus() {
         r#"<policy user="root"><allow own="{SERVICE}"/></policy>"#
     ))
     .unwrap();
+    let bus_address = bus.address().to_owned();
+    let setup = UpdatedSetup {
+        sysroot: &sysroot,
+        bus: &bus_address,
+        url: &url,
+        state: &state,
+        disk: &disk,
+    };
     let command = |complete: bool, slot: &str| {
-        let mut c = Command::new(package_binary("enigm-updated", "enigm-updated").unwrap());
-        c.arg("--sysroot")
-            .arg(&sysroot)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
-            .env("ENIGM_LOG_STDERR", "1")
-            .env(
-                "ENIGM_UPDATED__UPDATE__TARGETS_URL",
-                format!("{url}/targets"),
-            )
-            .env("ENIGM_UPDATED__UPDATE__STATE_DIR", &state)
-            .env("ENIGM_UPDATED__UPDATE__HARDWARE", "test-phone")
-            .env("ENIGM_UPDATED__UPDATE__DISK", &disk)
-            .env("ENIGM_UPDATED__UPDATE__RUNNING_SLOT", slot)
+        let mut c = updated_command(&setup, slot).unwrap();
+        c.env("ENIGM_LOG_STDERR", "1")
             .env("ENIGM_UPDATED__UPDATE__ROLLBACK_STORE", tpm.tcti())
             .env(
                 "ENIGM_UPDATED__UPDATE__HEALTH_BUS_NAMES",
                 format!("[\"{SERVICE}\"]"),
             )
-            .env("ENIGM_UPDATED__UPDATE__HEALTH_TIMEOUT_SECS", "2")
-            .env_remove("NOTIFY_SOCKET");
-        if complete {
-            c.env(
-                "ENIGM_UPDATED__UPDATE__METADATA_URL",
-                format!("{url}/metadata"),
-            );
+            .env("ENIGM_UPDATED__UPDATE__HEALTH_TIMEOUT_SECS", "2");
+        if !complete {
+            c.env_remove("ENIGM_UPDATED__UPDATE__METADATA_URL");
         }
         c
     };

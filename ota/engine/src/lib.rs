@@ -320,21 +320,35 @@ impl<D: Disk> Engine<D> {
                 ),
             });
         }
+        self.fetch_target(&updater, &name, &info, &self.payload_path(), progress)?;
+        Ok(Payload::Full)
+    }
+
+    /// Downloads target `name` (trusted as `info`) resumably to `dest`.
+    fn fetch_target(
+        &self,
+        updater: &Updater<UrlFetcher>,
+        name: &str,
+        info: &enigm_tuf::metadata::TargetFile,
+        dest: &std::path::Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), EngineError> {
+        let sha = sha256_of(&info.hashes);
         let url = payload_url(
             &self.config.targets_url,
-            &name,
+            name,
             &sha,
             updater.root().consistent_snapshot,
         );
         enigm_tuf::download::download_resumable(
             &url,
-            &self.payload_path(),
+            dest,
             info.length,
             &sha,
             &self.config.tls,
             progress,
         )?;
-        Ok(Payload::Full)
+        Ok(())
     }
 
     /// Downloads the delta from the running image to `manifest`'s when the repository offers
@@ -358,21 +372,7 @@ impl<D: Disk> Engine<D> {
             Err(TufError::UnknownTarget(_)) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let sha = sha256_of(&info.hashes);
-        let url = payload_url(
-            &self.config.targets_url,
-            &name,
-            &sha,
-            updater.root().consistent_snapshot,
-        );
-        enigm_tuf::download::download_resumable(
-            &url,
-            &self.delta_path(),
-            info.length,
-            &sha,
-            &self.config.tls,
-            progress,
-        )?;
+        self.fetch_target(updater, &name, &info, &self.delta_path(), progress)?;
         Ok(true)
     }
 
