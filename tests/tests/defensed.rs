@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use enigm_e2e::{Daemon, PrivateBus, ensure_system_users, package_binary, require_tool};
+use enigm_e2e::{
+    Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
+};
 use futures_util::StreamExt;
 
 const NAME: &str = "org.enigm.ActiveDefense1";
@@ -125,6 +127,30 @@ async fn scans_findings_authorization_and_posture_over_the_bus() {
     let persisted: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("findings.json")).unwrap()).unwrap();
     assert_eq!(persisted["findings"][0]["id"], findings[0]["id"]);
+
+    // enigmctl reads the same, as any uid (exit status 2: there are findings).
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .uid(65534)
+        .args(["defense", "findings", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["id"], findings[0]["id"]);
+    let out = enigmctl_package(&bus)
+        .unwrap()
+        .uid(65534)
+        .args(["defense", "daemon-scan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
 
     // Any uid may read; only root (the default `change` list) may start a scan.
     assert!(dbus_send_as(65534, &bus, "Findings").contains("fservernetd"));

@@ -1,6 +1,7 @@
-//! `enigmctl defense scan|sign-feed`: an Active Defense scan run in this process, offline —
-//! on this device (`--root /`), a mounted image or an extracted dump directory, the way
-//! investigators use MVT — and signing an IOC feed for devices.
+//! `enigmctl defense scan|sign-feed|status|findings|daemon-scan`: an Active Defense scan run
+//! in this process, offline — on this device (`--root /`), a mounted image or an extracted dump
+//! directory, the way investigators use MVT — signing an IOC feed for devices, and what
+//! `enigm-defensed` reports over `org.enigm.ActiveDefense1`.
 //!
 //! Exit status of `scan`: 0 when the scan is complete and found nothing, 2 when there are
 //! findings, 3 when there are none but some signal could not be read (the scan is
@@ -34,7 +35,23 @@ enum Action {
     Scan(ScanArgs),
     /// Build and sign an IOC feed from STIX bundles (for the backend or Command to ship).
     SignFeed(SignArgs),
+    /// enigm-defensed's last scan: findings count, highest severity, when.
+    Status(BusArgs),
+    /// enigm-defensed's findings from its last scan.
+    Findings(BusArgs),
+    /// Ask enigm-defensed to scan now.
+    DaemonScan(BusArgs),
 }
+
+#[derive(Args, Debug)]
+struct BusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const NAME: &str = "org.enigm.ActiveDefense1";
+const PATH: &str = "/org/enigm/ActiveDefense1";
 
 #[derive(Args, Debug)]
 struct ScanArgs {
@@ -74,11 +91,103 @@ struct SignArgs {
     bundles: Vec<PathBuf>,
 }
 
-/// Runs `enigmctl defense ...`.
-pub fn run_defense(args: &DefenseArgs) -> Result<ExitCode> {
+impl DefenseArgs {
+    /// Whether the action runs without the bus (`scan`, `sign-feed`).
+    pub fn offline(&self) -> bool {
+        matches!(self.action, Action::Scan(_) | Action::SignFeed(_))
+    }
+}
+
+/// Runs `enigmctl defense scan|sign-feed`.
+pub fn run_offline(args: &DefenseArgs) -> Result<ExitCode> {
     match &args.action {
         Action::Scan(scan) => run_scan(scan),
         Action::SignFeed(sign) => sign_feed(sign),
+        _ => bail!("this action needs enigm-defensed on the bus"),
+    }
+}
+
+/// Runs `enigmctl defense status|findings|daemon-scan` against `enigm-defensed`.
+pub async fn run_bus(connection: &zbus::Connection, args: &DefenseArgs) -> Result<ExitCode> {
+    let proxy = zbus::Proxy::new(connection, NAME, PATH, NAME)
+        .await
+        .context("connecting to enigm-defensed")?;
+    let call = |method: &'static str| {
+        let proxy = proxy.clone();
+        async move {
+            match proxy.call_method(method, &()).await {
+                Ok(reply) => Ok(reply),
+                Err(zbus::Error::MethodError(name, message, _)) => Err(anyhow::anyhow!(
+                    "{method}: {} ({name})",
+                    message.unwrap_or_default()
+                )),
+                Err(other) => Err(anyhow::Error::new(other).context("calling enigm-defensed")),
+            }
+        }
+    };
+    match &args.action {
+        Action::Status(bus) => {
+            let (count, highest, complete, at): (u32, String, bool, u64) =
+                call("GetStatus").await?.body().deserialize()?;
+            if bus.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"findings": count, "highest": highest,
+                        "complete": complete, "scanned_at": at})
+                );
+            } else if at == 0 {
+                println!("no scan has run yet");
+            } else {
+                let completeness = if complete { "" } else { " (incomplete)" };
+                println!(
+                    "last scan at {at} (seconds since the epoch){completeness}: {count} finding(s), highest {highest}"
+                );
+            }
+            Ok(exit_for(count, complete))
+        }
+        Action::Findings(bus) => {
+            let text: String = call("Findings").await?.body().deserialize()?;
+            let findings: Vec<enigm_defense_scan::Finding> =
+                serde_json::from_str(&text).context("enigm-defensed sent malformed findings")?;
+            if bus.json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else if findings.is_empty() {
+                println!("No findings.");
+            } else {
+                for finding in &findings {
+                    print_finding(finding);
+                }
+            }
+            Ok(exit_for(
+                u32::try_from(findings.len()).unwrap_or(u32::MAX),
+                true,
+            ))
+        }
+        Action::DaemonScan(bus) => {
+            let (count, highest, complete): (u32, String, bool) =
+                call("Scan").await?.body().deserialize()?;
+            if bus.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"findings": count, "highest": highest, "complete": complete})
+                );
+            } else {
+                println!("scan finished: {count} finding(s), highest {highest}");
+            }
+            Ok(exit_for(count, complete))
+        }
+        Action::Scan(_) | Action::SignFeed(_) => run_offline(args),
+    }
+}
+
+/// The scan exit status: 2 with findings, 3 when incomplete without, 0 otherwise.
+fn exit_for(findings: u32, complete: bool) -> ExitCode {
+    if findings > 0 {
+        ExitCode::from(2)
+    } else if !complete {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -133,13 +242,10 @@ fn run_scan(args: &ScanArgs) -> Result<ExitCode> {
     } else {
         print_report(&report);
     }
-    Ok(if !report.outcome.findings.is_empty() {
-        ExitCode::from(2)
-    } else if !report.complete {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_for(
+        u32::try_from(report.outcome.findings.len()).unwrap_or(u32::MAX),
+        report.complete,
+    ))
 }
 
 fn print_report(report: &ScanReport) {
@@ -165,33 +271,7 @@ fn print_report(report: &ScanReport) {
         println!("\n{} finding(s):", findings.len());
     }
     for finding in findings {
-        let label = match finding.severity {
-            Severity::Critical => "CRITICAL",
-            Severity::High => "HIGH",
-            Severity::Medium => "MEDIUM",
-            Severity::Low => "LOW",
-        };
-        println!("\n[{label}] {}", finding.title);
-        println!("  id: {}", finding.id);
-        if let Some(indicator) = &finding.indicator {
-            println!(
-                "  indicator: {} {} ({})",
-                indicator.id,
-                indicator.pattern,
-                indicator.collections.join(", ")
-            );
-        }
-        for evidence in &finding.evidence {
-            let mut line = format!("  evidence: {} {}", evidence.kind, evidence.subject);
-            if let Some(matched) = &evidence.matched {
-                line.push_str(&format!(" [{matched}]"));
-            }
-            if let Some(detail) = &evidence.detail {
-                line.push_str(&format!(" ({detail})"));
-            }
-            println!("{line}");
-        }
-        println!("  action: {}", finding.action);
+        print_finding(finding);
     }
     if !report.complete {
         println!("\nIncomplete: some signals could not be read:");
@@ -199,6 +279,36 @@ fn print_report(report: &ScanReport) {
             println!("  {}: {}", issue.scanner, issue.problem);
         }
     }
+}
+
+fn print_finding(finding: &enigm_defense_scan::Finding) {
+    let label = match finding.severity {
+        Severity::Critical => "CRITICAL",
+        Severity::High => "HIGH",
+        Severity::Medium => "MEDIUM",
+        Severity::Low => "LOW",
+    };
+    println!("\n[{label}] {}", finding.title);
+    println!("  id: {}", finding.id);
+    if let Some(indicator) = &finding.indicator {
+        println!(
+            "  indicator: {} {} ({})",
+            indicator.id,
+            indicator.pattern,
+            indicator.collections.join(", ")
+        );
+    }
+    for evidence in &finding.evidence {
+        let mut line = format!("  evidence: {} {}", evidence.kind, evidence.subject);
+        if let Some(matched) = &evidence.matched {
+            line.push_str(&format!(" [{matched}]"));
+        }
+        if let Some(detail) = &evidence.detail {
+            line.push_str(&format!(" ({detail})"));
+        }
+        println!("{line}");
+    }
+    println!("  action: {}", finding.action);
 }
 
 fn sign_feed(args: &SignArgs) -> Result<ExitCode> {

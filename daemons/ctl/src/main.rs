@@ -70,8 +70,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let command = match cli.command {
-        // Offline: no bus needed.
-        Command::Defense(args) => return defense::run_defense(&args),
+        // Offline scans and feed signing need no bus.
+        Command::Defense(args) if args.offline() => return defense::run_offline(&args),
         command => command,
     };
     let connection = connect(cli.bus_address.as_deref()).await?;
@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Attest(args) => backend::attest(&connection, &args).await,
         Command::Update(args) => update::run(&connection, &args).await,
         Command::Privacy(args) => privacy::run(&connection, &args).await,
-        Command::Defense(args) => defense::run_defense(&args),
+        Command::Defense(args) => defense::run_bus(&connection, &args).await,
     }
 }
 
