@@ -1,8 +1,9 @@
 //! enigm-defensed on a private bus: the start-up scan of a fixture device finds the planted
 //! Pegasus process; `Findings` and `GetStatus` are open to any uid while `Scan` is refused to
 //! an unauthorized one (AccessDenied); a new artefact changes the findings (`FindingsChanged`);
-//! findings are persisted; `PostureSignal1` fails; a feed whose signature does not verify stops
-//! the daemon at start.
+//! findings are persisted; `PostureSignal1` fails and so does enigm-tscd's
+//! `signal.active-defense` check; a feed whose signature does not verify stops the daemon at
+//! start.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::process::CommandExt;
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use enigm_e2e::{
     Daemon, PrivateBus, enigmctl_package, ensure_system_users, package_binary, require_tool,
+    tscd_fixture, tscd_package_command,
 };
+use enigm_tscd::client::TrustSecurityCenterProxy;
 use futures_util::StreamExt;
 
 const NAME: &str = "org.enigm.ActiveDefense1";
@@ -191,6 +194,22 @@ async fn scans_findings_authorization_and_posture_over_the_bus() {
         .deserialize()
         .unwrap();
     assert_eq!(result, "fail", "{observed}");
+
+    // enigm-tscd takes that reading: its signal.active-defense check fails.
+    let fixture_root = tscd_fixture("hardened").unwrap();
+    let _tscd = Daemon::spawn(tscd_package_command(&bus, fixture_root.path()).unwrap()).unwrap();
+    bus.wait_for_name("org.enigm.TrustSecurityCenter1", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let tscd = TrustSecurityCenterProxy::new(&connection).await.unwrap();
+    let posture = tscd.refresh().await.unwrap();
+    let check = posture
+        .checks
+        .iter()
+        .find(|c| c.id == "signal.active-defense")
+        .unwrap();
+    assert_eq!(check.result, "fail", "{}", check.observed);
+    assert!(check.observed.contains("critical"), "{}", check.observed);
     drop(daemon);
 
     // A feed that does not verify stops the daemon before it serves anything.
