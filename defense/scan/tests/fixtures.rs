@@ -261,13 +261,23 @@ fn every_planted_artefact_is_found_and_attributed() {
         // file:hashes.sha256 and android-property:name through a test bundle (the shared
         // bundles' digests are of real malware, which a fixture cannot contain).
         .file("/opt/vendor/payload.bin", planted_hash_file)
+        .file(
+            "/data/system/packages.xml",
+            "<packages>\n<package name=\"com.example.flashlight\" codePath=\"/data/app/f\">\n\
+             <sigs count=\"1\"><cert index=\"3\" key=\"30820122300d06\" /></sigs>\n</package>\n</packages>\n",
+        )
         .file("/system/build.prop", "ro.build.type=user\npersist.sys.implant=1\n");
 
+    let cert_digest = openssl::sha::sha256(&[0x30, 0x82, 0x01, 0x22, 0x30, 0x0d, 0x06])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let db = db_with(&test_collection(
         "TestKit",
         &[
             &format!("[file:hashes.'SHA-256' = '{}']", digest.to_uppercase()),
             "[android-property:name = 'persist.sys.implant']",
+            &format!("[app:cert.sha256 = '{cert_digest}']"),
         ],
     ));
     let outcome = scan(dir.path(), &db, &ScanConfig::default(), None);
@@ -292,6 +302,7 @@ fn every_planted_artefact_is_found_and_attributed() {
         ("WyrmSpy_DragonEgg", "tcp6 121.201.109.98:443"),
         ("TestKit", "/opt/vendor/payload.bin"),
         ("TestKit", "persist.sys.implant"),
+        ("TestKit", "com.example.flashlight"),
     ]
     .into_iter()
     .map(|(c, s)| (c.to_owned(), s.to_owned()))
@@ -482,6 +493,22 @@ fn a_walk_cut_short_makes_the_scan_incomplete() {
             .issues
             .iter()
             .any(|i| i.problem.contains("entry budget exhausted")),
+        "{:#?}",
+        outcome.issues
+    );
+}
+
+#[test]
+fn a_binary_package_database_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    clean_tree(dir.path()).file("/data/system/packages.xml", b"ABX\0\x01\x02binary");
+    let outcome = scan(dir.path(), &shared_db(), &ScanConfig::default(), None);
+    assert!(outcome.findings.is_empty());
+    assert!(
+        outcome
+            .issues
+            .iter()
+            .any(|i| i.scanner == "packages" && i.problem.contains("ABX")),
         "{:#?}",
         outcome.issues
     );
