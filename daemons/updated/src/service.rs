@@ -64,7 +64,7 @@ pub fn describe(state: &State) -> (String, String, String) {
 }
 
 /// The engine, shared with the blocking threads that run its steps.
-pub type SharedEngine = Arc<Mutex<Engine<std::fs::File>>>;
+pub type SharedEngine = Arc<Mutex<Engine<enigm_slots::GptBootControl<std::fs::File>>>>;
 
 /// The served object.
 pub struct Update {

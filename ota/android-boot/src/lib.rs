@@ -9,9 +9,16 @@
 //! one 0; an unconfirmed bootable slot shows one try), and `activate` cannot choose the number
 //! of tries: the bootloader's own count applies.
 //!
+//! [`AndroidSlots`] adds the slots' partitions as block devices by name, so the installer and
+//! the update engine run on Android unchanged ([`enigm_slots::SlotStore`]).
+//!
 //! Transports: [`BinderBootControl::connect_rpc`] (binder over a Unix socket, rsbinder's RPC
 //! transport, what the tests use); on a device, [`BinderBootControl::from_hal`] takes the HAL
 //! from the service manager (`android.hardware.boot.IBootControl/default`).
+
+mod slots;
+
+pub use slots::{AndroidSlots, BY_NAME};
 
 use enigm_aidl::IBootControl::IBootControl;
 use enigm_slots::policy::Slots;

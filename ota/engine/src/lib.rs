@@ -28,8 +28,7 @@ use enigm_installer::{
     InstallError, RollbackStore, confirm, install, install_delta, slot_image, verify_slot,
 };
 use enigm_manifest::{Manifest, ManifestError};
-use enigm_slots::table::Disk;
-use enigm_slots::{BootControl, GptBootControl, Slot};
+use enigm_slots::{Slot, SlotStore};
 use enigm_tuf::fetch::UrlFetcher;
 use enigm_tuf::transport::TlsConfig;
 use enigm_tuf::{Config, TufError, Updater};
@@ -161,10 +160,11 @@ pub enum Payload {
     Delta,
 }
 
-/// The engine over a slot-controlled disk.
-pub struct Engine<D: Disk> {
+/// The engine over slot control and the slots' partitions (a GPT disk, or Android's
+/// boot-control HAL and partitions by name).
+pub struct Engine<S: SlotStore> {
     config: EngineConfig,
-    control: GptBootControl<D>,
+    control: S,
     running: Slot,
     rollback: Box<dyn RollbackStore + Send>,
     state: State,
@@ -175,11 +175,11 @@ fn sha256_of(hashes: &BTreeMap<String, String>) -> String {
     hashes.get("sha256").cloned().unwrap_or_default()
 }
 
-impl<D: Disk> Engine<D> {
+impl<S: SlotStore> Engine<S> {
     /// An engine for the device running `running` from `control`'s disk.
     pub fn new(
         config: EngineConfig,
-        control: GptBootControl<D>,
+        control: S,
         running: Slot,
         rollback: Box<dyn RollbackStore + Send>,
     ) -> Self {
@@ -543,7 +543,7 @@ impl<D: Disk> Engine<D> {
     }
 
     /// The slot control (for confirming after a reboot).
-    pub fn control(&mut self) -> &mut GptBootControl<D> {
+    pub fn control(&mut self) -> &mut S {
         &mut self.control
     }
 }

@@ -10,20 +10,18 @@ use std::io::Read;
 
 use enigm_delta::{DeltaError, Header, ImageId};
 use enigm_manifest::Manifest;
-use enigm_slots::disk::root_name;
-use enigm_slots::disk::verity_name;
-use enigm_slots::table::{BLOCK, Disk};
-use enigm_slots::{GptBootControl, Slot};
+use enigm_slots::disk::{root_name, verity_name};
+use enigm_slots::{Slot, SlotStore};
 use enigm_verity::{SUPERBLOCK_SIZE, Superblock};
 use openssl::sha::Sha256;
 
-use crate::{InstallError, PartitionReader, Progress, capacity, disk_err, install, partition};
+use crate::{InstallError, PartitionReader, Progress, disk_err, install};
 
 /// Installs the image `manifest` describes from `delta` (header + frame) against the image in
 /// `running`'s root partition, into the other slot, and activates it. Returns the slot
 /// written. A delta for another image, or against another source, changes nothing.
-pub fn install_delta<D: Disk>(
-    control: &mut GptBootControl<D>,
+pub fn install_delta<S: SlotStore>(
+    store: &mut S,
     running: Slot,
     manifest: &Manifest,
     mut delta: impl Read,
@@ -42,38 +40,36 @@ pub fn install_delta<D: Disk>(
             manifest.root_size
         )));
     }
-    let source = read_source(control, running, header.source.size)?;
+    let source = read_source(store, running, header.source.size)?;
     let verified = header.verify_source(&source)?;
     let image = header.decoder(verified, delta)?;
-    install(control, running, manifest, image, tries, progress)
+    install(store, running, manifest, image, tries, progress)
 }
 
 /// The first `size` bytes of `slot`'s root partition.
-fn read_source<D: Disk>(
-    control: &mut GptBootControl<D>,
+fn read_source<S: SlotStore>(
+    store: &mut S,
     slot: Slot,
     size: u64,
 ) -> Result<Vec<u8>, InstallError> {
     let name = root_name(slot);
-    let entry = partition(control, &name)?;
-    if size > capacity(&entry) {
+    let mut part = store.partition(&name)?;
+    if size > part.capacity() {
         return Err(InstallError::Delta(DeltaError::WrongSource {
             expected: "an image".into(),
             expected_size: size,
             found: format!("partition {name}"),
-            found_size: capacity(&entry),
+            found_size: part.capacity(),
         }));
     }
     let len = usize::try_from(size).map_err(|_| InstallError::TooLarge {
         what: "delta source",
         size,
         partition: name.clone(),
-        capacity: capacity(&entry),
+        capacity: part.capacity(),
     })?;
     let mut source = vec![0u8; len];
-    control
-        .disk_mut()
-        .read_at(entry.first_lba * BLOCK, &mut source)
+    part.read_at(0, &mut source)
         .map_err(disk_err("reading", &name))?;
     Ok(source)
 }
@@ -82,16 +78,15 @@ fn read_source<D: Disk>(
 /// superblock in the slot's verity partition and its hash read from the root partition; `None`
 /// when the verity partition holds no superblock (a slot never written by an image build or
 /// an update). Which delta to ask for follows from it; [`install_delta`] checks it again.
-pub fn slot_image<D: Disk>(
-    control: &mut GptBootControl<D>,
+pub fn slot_image<S: SlotStore>(
+    store: &mut S,
     slot: Slot,
 ) -> Result<Option<ImageId>, InstallError> {
     let (root, verity) = (root_name(slot), verity_name(slot));
-    let verity_part = partition(control, &verity)?;
     let mut block = [0u8; SUPERBLOCK_SIZE];
-    control
-        .disk_mut()
-        .read_at(verity_part.first_lba * BLOCK, &mut block)
+    store
+        .partition(&verity)?
+        .read_at(0, &mut block)
         .map_err(disk_err("reading", &verity))?;
     let Ok(superblock) = Superblock::parse(&block) else {
         return Ok(None);
@@ -99,19 +94,15 @@ pub fn slot_image<D: Disk>(
     let size = superblock
         .data_blocks
         .saturating_mul(u64::from(superblock.params.data_block_size));
-    let root_part = partition(control, &root)?;
-    if size > capacity(&root_part) {
+    let part = store.partition(&root)?;
+    if size > part.capacity() {
         return Ok(None);
     }
-    let mut reader = PartitionReader {
-        disk: control.disk_mut(),
-        offset: root_part.first_lba * BLOCK,
-        remaining: size,
-    };
+    let mut reader = PartitionReader::new(part, size);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = std::io::Read::read(&mut reader, &mut buf).map_err(disk_err("reading", &root))?;
+        let n = reader.read(&mut buf).map_err(disk_err("reading", &root))?;
         if n == 0 {
             break;
         }

@@ -26,8 +26,7 @@ use std::io::Read;
 
 use enigm_manifest::Manifest;
 use enigm_slots::disk::{root_name, verity_name};
-use enigm_slots::table::{BLOCK, Disk, Entry};
-use enigm_slots::{BootControl, GptBootControl, Slot, SlotError};
+use enigm_slots::{BootControl, Partition, Slot, SlotError, SlotStore};
 use enigm_verity::{VerityParams, build};
 use openssl::sha::Sha256;
 
@@ -88,20 +87,6 @@ pub enum InstallError {
 /// Progress of the image write: (bytes written, total).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
-fn partition<D: Disk>(control: &mut GptBootControl<D>, name: &str) -> Result<Entry, InstallError> {
-    let table = control.table()?;
-    table.find(name).ok_or_else(|| {
-        InstallError::Slots(SlotError::MissingPartition {
-            name: name.to_owned(),
-            path: control.path().to_owned(),
-        })
-    })
-}
-
-fn capacity(entry: &Entry) -> u64 {
-    (entry.last_lba + 1 - entry.first_lba) * BLOCK
-}
-
 fn disk_err<'a>(
     op: &'static str,
     partition: &'a str,
@@ -113,10 +98,15 @@ fn disk_err<'a>(
     }
 }
 
+/// The capacity of partition `name`.
+fn capacity<S: SlotStore>(store: &mut S, name: &str) -> Result<u64, InstallError> {
+    Ok(store.partition(name)?.capacity())
+}
+
 /// Installs `image` (the root file system image `manifest` describes) into the slot that is
 /// not `running`, and activates it. Returns the slot written.
-pub fn install<D: Disk>(
-    control: &mut GptBootControl<D>,
+pub fn install<S: SlotStore>(
+    store: &mut S,
     running: Slot,
     manifest: &Manifest,
     mut image: impl Read,
@@ -125,75 +115,64 @@ pub fn install<D: Disk>(
 ) -> Result<Slot, InstallError> {
     let target = running.other();
     let (root, verity) = (root_name(target), verity_name(target));
-    let root_part = partition(control, &root)?;
-    let verity_part = partition(control, &verity)?;
-    for (what, size, part, entry) in [
-        ("root image", manifest.root_size, &root, &root_part),
-        (
-            "verity hash area",
-            manifest.verity.hash_size,
-            &verity,
-            &verity_part,
-        ),
+    for (what, size, part) in [
+        ("root image", manifest.root_size, &root),
+        ("verity hash area", manifest.verity.hash_size, &verity),
     ] {
-        if size > capacity(entry) {
+        let capacity = capacity(store, part)?;
+        if size > capacity {
             return Err(InstallError::TooLarge {
                 what,
                 size,
                 partition: part.clone(),
-                capacity: capacity(entry),
+                capacity,
             });
         }
     }
     // 1. Never boot a half-written slot.
-    control.disable(target)?;
+    store.disable(target)?;
 
     // 2. Stream the image in, hashing it.
-    let base = root_part.first_lba * BLOCK;
-    let mut hasher = Sha256::new();
-    let mut written = 0u64;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = image.read(&mut buf).map_err(InstallError::Source)?;
-        if n == 0 {
-            break;
+    {
+        let mut part = store.partition(&root)?;
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = image.read(&mut buf).map_err(InstallError::Source)?;
+            if n == 0 {
+                break;
+            }
+            if written + n as u64 > manifest.root_size {
+                return Err(InstallError::Mismatch(format!(
+                    "the image is longer than the manifest's {} bytes",
+                    manifest.root_size
+                )));
+            }
+            part.write_at(written, &buf[..n])
+                .map_err(disk_err("writing", &root))?;
+            hasher.update(&buf[..n]);
+            written += n as u64;
+            progress(written, manifest.root_size);
         }
-        if written + n as u64 > manifest.root_size {
+        if written != manifest.root_size {
             return Err(InstallError::Mismatch(format!(
-                "the image is longer than the manifest's {} bytes",
+                "the image is {written} bytes, the manifest says {}",
                 manifest.root_size
             )));
         }
-        control
-            .disk_mut()
-            .write_at(base + written, &buf[..n])
-            .map_err(disk_err("writing", &root))?;
-        hasher.update(&buf[..n]);
-        written += n as u64;
-        progress(written, manifest.root_size);
+        if hex::encode(hasher.finish()) != manifest.root_sha256 {
+            return Err(InstallError::Mismatch("the image's SHA-256 differs".into()));
+        }
+        part.sync().map_err(disk_err("syncing", &root))?;
     }
-    if written != manifest.root_size {
-        return Err(InstallError::Mismatch(format!(
-            "the image is {written} bytes, the manifest says {}",
-            manifest.root_size
-        )));
-    }
-    if hex::encode(hasher.finish()) != manifest.root_sha256 {
-        return Err(InstallError::Mismatch("the image's SHA-256 differs".into()));
-    }
-    control
-        .disk_mut()
-        .sync()
-        .map_err(disk_err("syncing", &root))?;
 
     // 3. The verity tree, from what the partition now holds.
     let params = verity_params(manifest)?;
-    let reader = PartitionReader {
-        disk: control.disk_mut(),
-        offset: base,
-        remaining: manifest.root_size,
+    let tree = {
+        let part = store.partition(&root)?;
+        build(&params, PartitionReader::new(part, manifest.root_size))?
     };
-    let tree = build(&params, reader)?;
     if hex::encode(&tree.root_hash) != manifest.verity.root_hash {
         return Err(InstallError::Mismatch(
             "the written slot's dm-verity root hash differs".into(),
@@ -208,45 +187,42 @@ pub fn install<D: Disk>(
             "the dm-verity hash area differs".into(),
         ));
     }
-    control
-        .disk_mut()
-        .write_at(verity_part.first_lba * BLOCK, &tree.hash_area)
-        .map_err(disk_err("writing", &verity))?;
-    control
-        .disk_mut()
-        .sync()
-        .map_err(disk_err("syncing", &verity))?;
+    {
+        let mut part = store.partition(&verity)?;
+        part.write_at(0, &tree.hash_area)
+            .map_err(disk_err("writing", &verity))?;
+        part.sync().map_err(disk_err("syncing", &verity))?;
+    }
 
     // 4. Boot it next, with `tries` chances.
-    control.activate(target, tries)?;
+    store.activate(target, tries)?;
     Ok(target)
 }
 
 /// Checks that `slot` holds exactly the image `manifest` describes: its root partition's
 /// dm-verity tree, rebuilt from the partition, equals the hash area in its verity partition
 /// and leads to the manifest's root hash. The health check after booting a new slot.
-pub fn verify_slot<D: Disk>(
-    control: &mut GptBootControl<D>,
+pub fn verify_slot<S: SlotStore>(
+    store: &mut S,
     slot: Slot,
     manifest: &Manifest,
 ) -> Result<(), InstallError> {
     let (root, verity) = (root_name(slot), verity_name(slot));
-    let root_part = partition(control, &root)?;
-    let verity_part = partition(control, &verity)?;
     let mut area = vec![0u8; usize::try_from(manifest.verity.hash_size).unwrap_or(0)];
-    control
-        .disk_mut()
-        .read_at(verity_part.first_lba * BLOCK, &mut area)
+    store
+        .partition(&verity)?
+        .read_at(0, &mut area)
         .map_err(disk_err("reading", &verity))?;
     let params = verity_params(manifest)?;
     let root_hash = hex::decode(&manifest.verity.root_hash)
         .map_err(|_| InstallError::Mismatch("root hash is not hex".into()))?;
-    let reader = PartitionReader {
-        disk: control.disk_mut(),
-        offset: root_part.first_lba * BLOCK,
-        remaining: manifest.root_size,
-    };
-    enigm_verity::verify(&params, &root_hash, &area, reader)?;
+    let part = store.partition(&root)?;
+    enigm_verity::verify(
+        &params,
+        &root_hash,
+        &area,
+        PartitionReader::new(part, manifest.root_size),
+    )?;
     Ok(())
 }
 
@@ -268,8 +244,8 @@ pub fn verity_params(manifest: &Manifest) -> Result<VerityParams, InstallError> 
 /// After booting `booted`: when its health check passed, mark it good and raise the device's
 /// rollback index to the manifest's; otherwise leave it, so its tries run out and the other
 /// slot boots again.
-pub fn confirm<D: Disk>(
-    control: &mut GptBootControl<D>,
+pub fn confirm<C: BootControl>(
+    control: &mut C,
     booted: Slot,
     healthy: bool,
     manifest: &Manifest,
@@ -283,14 +259,24 @@ pub fn confirm<D: Disk>(
     Ok(true)
 }
 
-/// Reads `remaining` bytes of a disk from `offset`.
-struct PartitionReader<'a, D: Disk> {
-    disk: &'a mut D,
+/// Reads the first `remaining` bytes of a partition, in order.
+struct PartitionReader<'a> {
+    part: Box<dyn Partition + 'a>,
     offset: u64,
     remaining: u64,
 }
 
-impl<D: Disk> Read for PartitionReader<'_, D> {
+impl<'a> PartitionReader<'a> {
+    fn new(part: Box<dyn Partition + 'a>, len: u64) -> Self {
+        Self {
+            part,
+            offset: 0,
+            remaining: len,
+        }
+    }
+}
+
+impl Read for PartitionReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = buf
             .len()
@@ -298,7 +284,7 @@ impl<D: Disk> Read for PartitionReader<'_, D> {
         if n == 0 {
             return Ok(0);
         }
-        self.disk.read_at(self.offset, &mut buf[..n])?;
+        self.part.read_at(self.offset, &mut buf[..n])?;
         self.offset += n as u64;
         self.remaining -= n as u64;
         Ok(n)

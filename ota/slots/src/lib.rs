@@ -13,6 +13,7 @@
 //!   cut at any point leaves at least one complete copy, old or new;
 //! - [`disk`]: creates an A/B disk image (with the `gpt` crate) for the image tool and tests;
 //! - [`control`]: the [`BootControl`] trait and its GPT implementation;
+//! - [`partitions`]: the slots' partitions by name ([`SlotStore`]), for the installer;
 //! - [`simulator`]: boots a disk image the way the boot loader would;
 //! - [`fault`]: a disk that loses power after N bytes, for crash-safety tests.
 
@@ -21,6 +22,7 @@ pub mod crc32;
 pub mod disk;
 pub mod fault;
 pub mod flags;
+pub mod partitions;
 pub mod policy;
 pub mod simulator;
 pub mod table;
@@ -30,4 +32,5 @@ mod error;
 pub use control::{BootControl, GptBootControl};
 pub use error::SlotError;
 pub use flags::SlotFlags;
+pub use partitions::{Partition, SlotStore};
 pub use policy::Slot;
