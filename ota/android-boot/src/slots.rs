@@ -147,9 +147,6 @@ impl Partition for DevicePartition {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-
     #[test]
     fn installer_names_map_to_device_names() {
         let cases = [
