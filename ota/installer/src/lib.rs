@@ -17,6 +17,9 @@
 //! [`install_delta`] installs from a delta against the running slot: it first checks that the
 //! delta produces the manifest's image and that the running slot holds the delta's source,
 //! and refuses before anything is written when either differs.
+//!
+//! Everything works on any [`SlotStore`]: the GPT disk (`enigm_slots::GptBootControl`) or
+//! Android's boot-control HAL with its partitions by name (`enigm-android-boot`).
 
 mod delta;
 mod rollback;
