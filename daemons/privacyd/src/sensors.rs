@@ -6,8 +6,8 @@
 //! `authorized` attribute (USB devices and interfaces), else by unbinding the nearest driver.
 //! The state is read back from sysfs after every switch.
 //!
-//! On Android the same trait is meant to sit over the platform's sensor-privacy service
-//! (camera and microphone toggles) through Binder; that implementation is not written yet.
+//! On Android the same trait sits over the platform's sensor-privacy service (camera and
+//! microphone toggles) through Binder: [`crate::sensor_privacy::SensorPrivacySwitch`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -81,6 +81,13 @@ pub enum Cut {
         /// The driver directory it was bound to, as a system path.
         driver: String,
     },
+    /// Android's sensor-privacy toggle set for a user.
+    PrivacyToggle {
+        /// The sensor.
+        sensor: Sensor,
+        /// The Android user.
+        user: i32,
+    },
 }
 
 /// A sensor switch that failed.
@@ -103,6 +110,16 @@ pub enum SensorError {
         sensor: &'static str,
         /// The device (system path).
         device: String,
+    },
+    /// The platform's sensor-privacy service failed.
+    #[error("{sensor}: sensor-privacy service {call}: {detail}")]
+    Service {
+        /// The sensor.
+        sensor: &'static str,
+        /// The call.
+        call: &'static str,
+        /// What it said.
+        detail: String,
     },
     /// Read back after the switch, the device is still live.
     #[error("{sensor}: {device} is still live after the switch")]
@@ -273,6 +290,8 @@ impl SensorSwitch for SysfsSensors {
                         .unwrap_or_default();
                     Self::write(&self.sysroot.path(driver).join("bind"), &name)?;
                 }
+                // Android's toggles are the sensor-privacy switch's to restore.
+                Cut::PrivacyToggle { .. } => {}
             }
         }
         Ok(())
