@@ -1,0 +1,54 @@
+//! Duplicate suppression on the receiving client: a message id seen before (a redelivery
+//! after a lost acknowledgement, a replay) is dropped. Remembers the last `capacity` ids.
+
+use std::collections::{HashSet, VecDeque};
+
+/// The ids seen lately.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    capacity: usize,
+    order: VecDeque<(String, String)>,
+    set: HashSet<(String, String)>,
+}
+
+impl Seen {
+    /// Remembers up to `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    /// Whether message `id` from `sender` is new; records it.
+    pub fn first_time(&mut self, sender: &str, id: &str) -> bool {
+        let key = (sender.to_owned(), id.to_owned());
+        if self.set.contains(&key) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.order.push_back(key.clone());
+        self.set.insert(key);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_dropped_and_old_ids_forgotten() {
+        let mut seen = Seen::new(2);
+        assert!(seen.first_time("alice/1", "m1"));
+        assert!(!seen.first_time("alice/1", "m1"));
+        assert!(seen.first_time("bob/1", "m1"), "ids are per sender");
+        assert!(seen.first_time("alice/1", "m2"));
+        assert!(seen.first_time("alice/1", "m1"), "forgotten after capacity");
+    }
+}
