@@ -96,6 +96,20 @@ impl IBootControl for GptHal {
     }
 }
 
+/// An A/B disk image in `dir` whose GPT attributes hold the HAL's slot flags.
+fn flags_disk(dir: &std::path::Path) -> std::path::PathBuf {
+    let disk = dir.join("flags.img");
+    create_ab_disk(
+        &disk,
+        AbLayout {
+            root_size: 1 << 20,
+            verity_size: 1 << 20,
+        },
+    )
+    .unwrap();
+    disk
+}
+
 /// Serves a HAL over the disk at `disk` on `socket`.
 fn serve(
     disk: &std::path::Path,
@@ -119,15 +133,7 @@ fn serve(
 #[test]
 fn update_moves_through_binder_boot_the_new_slot() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk.img");
-    create_ab_disk(
-        &disk,
-        AbLayout {
-            root_size: 1 << 20,
-            verity_size: 1 << 20,
-        },
-    )
-    .unwrap();
+    let disk = flags_disk(dir.path());
     let socket = dir.path().join("boot-hal.sock");
     let (_server, current) = serve(&disk, &socket, 2);
     let mut hal = BinderBootControl::connect_rpc(&socket).unwrap();
@@ -167,15 +173,7 @@ fn update_moves_through_binder_boot_the_new_slot() {
 #[test]
 fn a_hal_without_two_slots_or_without_a_server_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk.img");
-    create_ab_disk(
-        &disk,
-        AbLayout {
-            root_size: 1 << 20,
-            verity_size: 1 << 20,
-        },
-    )
-    .unwrap();
+    let disk = flags_disk(dir.path());
     let socket = dir.path().join("one-slot.sock");
     let (_server, _) = serve(&disk, &socket, 1);
     let mut hal = BinderBootControl::connect_rpc(&socket).unwrap();
@@ -218,15 +216,7 @@ fn image(blocks: usize, rollback_index: u64) -> (Vec<u8>, Manifest) {
 #[test]
 fn the_installer_updates_android_partitions_by_name_through_the_hal() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("flags.img");
-    create_ab_disk(
-        &disk,
-        AbLayout {
-            root_size: 1 << 20,
-            verity_size: 1 << 20,
-        },
-    )
-    .unwrap();
+    let disk = flags_disk(dir.path());
     // The device's partitions by name, under the device's own base names.
     let by_name = dir.path().join("by-name");
     std::fs::create_dir_all(&by_name).unwrap();
