@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use base64::Engine as _;
 use common::{Kind, TestDb};
+use enigm_backend_storage::store::{Delivery, MailboxLimits, MailboxRefusal};
 use enigm_backend_storage::{
     AccountId, Actor, AttestationRecord, ChallengeIssue, ChallengeOutcome, ChallengePeek,
     ClockInfo, DeviceHandle, DeviceState, KeyFile, NewAccount, NewDevice, Recorded, Retention,
@@ -1196,6 +1197,196 @@ async fn no_identifiers_in_database_files(kind: Kind) -> Result<()> {
     Ok(())
 }
 
+fn delivery<'a>(
+    queue: &'a str,
+    send: &'a str,
+    message_id: &'a str,
+    envelope: &'a [u8],
+    expires_at: SystemTime,
+) -> Delivery<'a> {
+    Delivery {
+        queue,
+        send,
+        message_id,
+        envelope,
+        expires_at,
+    }
+}
+
+/// Relay mailboxes: capabilities, durable store-and-forward, acknowledgement, idempotent
+/// retries, quotas, size and expiry limits, purge, and deletion with the device.
+async fn mailboxes_store_and_forward(kind: Kind) -> Result<()> {
+    let Fixture { db, kf, store } = fixture(kind).await?;
+    let acc = account(&store, "mailbox-owner", t(0)).await?;
+    let (bob, _) = device(&store, &acc, DeviceState::Trusted, t(0)).await?;
+    let mailbox = store.create_mailbox(&bob, t(1)).await?;
+    let other = store.create_mailbox(&bob, t(1)).await?;
+    assert_ne!(mailbox.queue, other.queue);
+    let limits = MailboxLimits {
+        max_envelope: 4096,
+        max_queued: 3,
+        max_ttl: Duration::from_secs(3600),
+    };
+    let (now, later) = (t(10), t(10 + 600));
+    let envelope = random_bytes(1072);
+
+    // Wrong capabilities and unknown queues: the same refusal, nothing stored.
+    for (queue, send) in [
+        (&mailbox.queue, &mailbox.receive),
+        (&mailbox.queue, &other.send),
+        (&"no-such-queue".to_owned(), &mailbox.send),
+    ] {
+        let refused = store
+            .enqueue(delivery(queue, send, "m0", &envelope, later), now, limits)
+            .await?;
+        assert_eq!(refused, Err(MailboxRefusal::Capability));
+    }
+    assert_eq!(
+        store
+            .fetch_messages(&mailbox.queue, &mailbox.send, now, 10)
+            .await?,
+        Err(MailboxRefusal::Capability)
+    );
+    assert_eq!(
+        store
+            .fetch_messages(&mailbox.queue, &mailbox.receive, now, 10)
+            .await?,
+        Ok(vec![])
+    );
+
+    // Limits.
+    assert!(matches!(
+        store
+            .enqueue(
+                delivery(
+                    &mailbox.queue,
+                    &mailbox.send,
+                    "big",
+                    &random_bytes(5000),
+                    later
+                ),
+                now,
+                limits
+            )
+            .await?,
+        Err(MailboxRefusal::TooLarge { .. })
+    ));
+    for expires in [now, t(10 + 7200)] {
+        assert!(matches!(
+            store
+                .enqueue(
+                    delivery(&mailbox.queue, &mailbox.send, "e", &envelope, expires),
+                    now,
+                    limits
+                )
+                .await?,
+            Err(MailboxRefusal::Expiry(3600))
+        ));
+    }
+
+    // Send, retry (idempotent), a short-lived one, then the quota.
+    store
+        .enqueue(
+            delivery(&mailbox.queue, &mailbox.send, "m1", &envelope, later),
+            now,
+            limits,
+        )
+        .await?
+        .unwrap();
+    store
+        .enqueue(
+            delivery(&mailbox.queue, &mailbox.send, "m1", &envelope, later),
+            now,
+            limits,
+        )
+        .await?
+        .unwrap();
+    store
+        .enqueue(
+            delivery(&mailbox.queue, &mailbox.send, "m2", &envelope, t(20)),
+            now,
+            limits,
+        )
+        .await?
+        .unwrap();
+    store
+        .enqueue(
+            delivery(&mailbox.queue, &mailbox.send, "m3", &envelope, later),
+            now,
+            limits,
+        )
+        .await?
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue(
+                delivery(&mailbox.queue, &mailbox.send, "m4", &envelope, later),
+                now,
+                limits
+            )
+            .await?,
+        Err(MailboxRefusal::QueueFull(3))
+    );
+
+    // Acknowledged sends survive a restart of the store.
+    store.close().await;
+    let store = Store::open(db.url(), key_file(&db, "keys2.toml", &kf)?).await?;
+    let queued = store
+        .fetch_messages(&mailbox.queue, &mailbox.receive, now, 10)
+        .await?
+        .unwrap();
+    let ids: Vec<_> = queued.iter().map(|q| q.message_id.as_str()).collect();
+    assert_eq!(ids, ["m1", "m2", "m3"]);
+    assert_eq!(queued[0].envelope, envelope);
+
+    // An expired message is never delivered and is gone after a purge.
+    let ids_after_expiry: Vec<_> = store
+        .fetch_messages(&mailbox.queue, &mailbox.receive, t(30), 10)
+        .await?
+        .unwrap()
+        .into_iter()
+        .map(|q| q.message_id)
+        .collect();
+    assert_eq!(ids_after_expiry, ["m1", "m3"]);
+    assert_eq!(store.purge_expired_messages(t(30)).await?, 1);
+
+    // The receiver's acknowledgement deletes; a wrong capability cannot.
+    assert_eq!(
+        store
+            .acknowledge(&mailbox.queue, &mailbox.send, "m1")
+            .await?,
+        Err(MailboxRefusal::Capability)
+    );
+    assert_eq!(
+        store
+            .acknowledge(&mailbox.queue, &mailbox.receive, "m1")
+            .await?,
+        Ok(true)
+    );
+    assert_eq!(
+        store
+            .acknowledge(&mailbox.queue, &mailbox.receive, "m1")
+            .await?,
+        Ok(false)
+    );
+
+    // A device that loses trust loses its mailboxes and what they hold.
+    assert_eq!(store.delete_mailboxes_of(&bob).await?, 2);
+    assert_eq!(
+        store
+            .fetch_messages(&mailbox.queue, &mailbox.receive, t(30), 10)
+            .await?,
+        Err(MailboxRefusal::Capability)
+    );
+    // No capability is stored in the clear.
+    let dump = db.dump()?;
+    for capability in [&mailbox.send, &mailbox.receive, &other.send] {
+        assert!(!contains(&dump, capability.as_bytes()));
+    }
+    store.close().await;
+    Ok(())
+}
+
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1228,4 +1419,5 @@ on_both_engines!(
     key_rotation_and_reseal,
     malformed_sealed_values,
     no_identifiers_in_database_files,
+    mailboxes_store_and_forward,
 );

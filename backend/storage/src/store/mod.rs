@@ -26,11 +26,18 @@ use crate::model::{
 use crate::seal::{Aad, Sealer, ServerKeys};
 
 /// The migrations, embedded: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "mailboxes",
+        include_str!("../../migrations/0002_mailboxes.sql"),
+    ),
+];
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -53,10 +60,12 @@ mod accounts;
 mod attestation;
 mod devices;
 mod epochs;
+mod mailboxes;
 mod readers;
 mod retention;
 mod writer;
 
+pub use mailboxes::{Delivery, MailboxLimits, MailboxRefusal, NewMailbox, Queued};
 use readers::{ReadConn, Readers};
 use writer::{Durability, JobFuture, Writer, begin};
 

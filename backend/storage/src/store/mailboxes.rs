@@ -1,0 +1,326 @@
+//! Relay mailboxes: store-and-forward queues of opaque envelopes.
+//!
+//! A mailbox is a random queue id with two capabilities, one to send into it and one to
+//! receive from it; the database keeps only their SHA-256 digests, compared in constant time,
+//! and a wrong capability and a missing queue get the same answer. A message is committed
+//! with `synchronous = FULL` before [`Store::enqueue`] returns, so an acknowledged send
+//! survives a crash; it stays until the receiver acknowledges it or it expires. Deleting a
+//! device (or [`Store::delete_mailboxes_of`]) deletes its queues and what they hold.
+
+use base64::Engine as _;
+use openssl::memcmp;
+
+use super::*;
+
+/// A new mailbox: its id and the two capabilities (returned once, never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMailbox {
+    /// The queue id.
+    pub queue: String,
+    /// The capability to send into it (given to correspondents).
+    pub send: String,
+    /// The capability to receive from it (kept by the owner).
+    pub receive: String,
+}
+
+/// What a queue accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// The largest envelope.
+    pub max_envelope: usize,
+    /// The most messages a queue holds.
+    pub max_queued: i64,
+    /// The longest time a message may wait.
+    pub max_ttl: Duration,
+}
+
+/// A message to store: into which queue, with which send capability.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The queue id.
+    pub queue: &'a str,
+    /// The send capability.
+    pub send: &'a str,
+    /// The sender's message id.
+    pub message_id: &'a str,
+    /// The envelope.
+    pub envelope: &'a [u8],
+    /// When it expires.
+    pub expires_at: SystemTime,
+}
+
+/// A message waiting in a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The sender's message id.
+    pub message_id: String,
+    /// The envelope, as sent.
+    pub envelope: Vec<u8>,
+}
+
+/// Why a mailbox operation was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailboxRefusal {
+    /// No such queue, or the wrong capability for it (the same answer for both).
+    #[error("no such queue, or the capability does not open it")]
+    Capability,
+    /// The envelope is larger than allowed.
+    #[error("envelope of {size} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The queue is full.
+    #[error("the queue holds its limit of {0} messages")]
+    QueueFull(i64),
+    /// The expiry is in the past or beyond the longest allowed wait.
+    #[error("expiry must be in the next {0} seconds")]
+    Expiry(u64),
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
+fn random_token(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    openssl::rand::rand_bytes(&mut b).map_err(|e| StoreError::Writer(e.to_string()))?;
+    Ok(b64().encode(b))
+}
+
+fn digest(capability: &str) -> String {
+    hex::encode(openssl::sha::sha256(capability.as_bytes()))
+}
+
+/// Whether `capability` matches the stored `digest` (constant time).
+fn opens(capability: &str, stored: &str) -> bool {
+    let presented = digest(capability);
+    presented.len() == stored.len() && memcmp::eq(presented.as_bytes(), stored.as_bytes())
+}
+
+impl Store {
+    /// A new mailbox owned by device `owner`.
+    pub async fn create_mailbox(&self, owner: &DeviceHandle, at: SystemTime) -> Result<NewMailbox> {
+        let mailbox = NewMailbox {
+            queue: random_token(16)?,
+            send: random_token(32)?,
+            receive: random_token(32)?,
+        };
+        let (owner, created) = (owner.clone(), ms(at)?);
+        let row = mailbox.clone();
+        self.write(Durability::Synced, move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO mailboxes (queue_id, owner, send_digest, receive_digest, \
+                     created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(row.queue)
+                .bind(owner.as_str().to_owned())
+                .bind(digest(&row.send))
+                .bind(digest(&row.receive))
+                .bind(created)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    if is_fk_violation(&e) {
+                        not_found_device(&owner)
+                    } else {
+                        StoreError::db("creating a mailbox")(e)
+                    }
+                })?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(mailbox)
+    }
+
+    /// Stores the delivery's envelope as its message id in its queue, if its send capability
+    /// opens it, until its expiry; committed durably before it returns. Sending the same
+    /// message id again is accepted and changes nothing (a retried send).
+    pub async fn enqueue(
+        &self,
+        delivery: Delivery<'_>,
+        now: SystemTime,
+        limits: MailboxLimits,
+    ) -> Result<std::result::Result<(), MailboxRefusal>> {
+        let Delivery {
+            queue,
+            send,
+            message_id,
+            envelope,
+            expires_at,
+        } = delivery;
+        if envelope.len() > limits.max_envelope {
+            return Ok(Err(MailboxRefusal::TooLarge {
+                size: envelope.len(),
+                max: limits.max_envelope,
+            }));
+        }
+        if expires_at <= now || expires_at > now + limits.max_ttl {
+            return Ok(Err(MailboxRefusal::Expiry(limits.max_ttl.as_secs())));
+        }
+        let (queue, send, message_id) = (queue.to_owned(), send.to_owned(), message_id.to_owned());
+        let (envelope, stored, expires) = (envelope.to_vec(), ms(now)?, ms(expires_at)?);
+        let engine = self.engine;
+        self.write(Durability::Synced, move |conn| {
+            Box::pin(async move {
+                let mut tx = begin(conn, engine, "storing a message").await?;
+                let row = sqlx::query("SELECT send_digest FROM mailboxes WHERE queue_id = $1")
+                    .bind(queue.clone())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("finding a mailbox"))?;
+                let Some(row) = row else {
+                    return Ok(Err(MailboxRefusal::Capability));
+                };
+                if !opens(&send, &col::<String>(&row, "send_digest")?) {
+                    return Ok(Err(MailboxRefusal::Capability));
+                }
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS queued FROM mailbox_messages \
+                     WHERE queue_id = $1 AND expires_at > $2",
+                )
+                .bind(queue.clone())
+                .bind(stored)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::db("counting a queue"))?;
+                let queued: i64 = col(&row, "queued")?;
+                if queued >= limits.max_queued {
+                    return Ok(Err(MailboxRefusal::QueueFull(limits.max_queued)));
+                }
+                sqlx::query(
+                    "INSERT INTO mailbox_messages (queue_id, message_id, envelope, stored_at, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (queue_id, message_id) DO NOTHING",
+                )
+                .bind(queue)
+                .bind(message_id)
+                .bind(envelope)
+                .bind(stored)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("storing a message"))?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("committing a message"))?;
+                Ok(Ok(()))
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` unexpired messages of `queue`, oldest first, if `receive` opens it.
+    pub async fn fetch_messages(
+        &self,
+        queue: &str,
+        receive: &str,
+        now: SystemTime,
+        limit: i64,
+    ) -> Result<std::result::Result<Vec<Queued>, MailboxRefusal>> {
+        if !self.receive_opens(queue, receive).await? {
+            return Ok(Err(MailboxRefusal::Capability));
+        }
+        let rows = sqlx::query(
+            "SELECT message_id, envelope FROM mailbox_messages \
+             WHERE queue_id = $1 AND expires_at > $2 ORDER BY stored_at, message_id LIMIT $3",
+        )
+        .bind(queue)
+        .bind(ms(now)?)
+        .bind(limit)
+        .fetch_all(&mut *self.reader().await?)
+        .await
+        .map_err(StoreError::db("reading a queue"))?;
+        let messages = rows
+            .iter()
+            .map(|r| {
+                Ok(Queued {
+                    message_id: col(r, "message_id")?,
+                    envelope: col(r, "envelope")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ok(messages))
+    }
+
+    /// Deletes message `message_id` from `queue` (the receiver's acknowledgement), if
+    /// `receive` opens it. Returns whether it was there.
+    pub async fn acknowledge(
+        &self,
+        queue: &str,
+        receive: &str,
+        message_id: &str,
+    ) -> Result<std::result::Result<bool, MailboxRefusal>> {
+        if !self.receive_opens(queue, receive).await? {
+            return Ok(Err(MailboxRefusal::Capability));
+        }
+        let done = self
+            .execute_write(
+                Durability::Synced,
+                sqlx::query("DELETE FROM mailbox_messages WHERE queue_id = $1 AND message_id = $2")
+                    .bind(queue.to_owned())
+                    .bind(message_id.to_owned()),
+                StoreError::db("acknowledging a message"),
+            )
+            .await?;
+        Ok(Ok(done.rows_affected() > 0))
+    }
+
+    async fn receive_opens(&self, queue: &str, receive: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT receive_digest FROM mailboxes WHERE queue_id = $1")
+            .bind(queue)
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(StoreError::db("finding a mailbox"))?;
+        match row {
+            Some(row) => Ok(opens(receive, &col::<String>(&row, "receive_digest")?)),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every message that expired by `now`. Returns how many.
+    pub async fn purge_expired_messages(&self, now: SystemTime) -> Result<u64> {
+        let done = self
+            .execute_write(
+                Durability::Synced,
+                sqlx::query("DELETE FROM mailbox_messages WHERE expires_at <= $1").bind(ms(now)?),
+                StoreError::db("purging expired messages"),
+            )
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes device `owner`'s mailboxes and everything queued in them (a device suspended,
+    /// revoked or retired). Returns how many mailboxes.
+    pub async fn delete_mailboxes_of(&self, owner: &DeviceHandle) -> Result<u64> {
+        let engine = self.engine;
+        let owner = owner.as_str().to_owned();
+        self.write(Durability::Synced, move |conn| {
+            Box::pin(async move {
+                let mut tx = begin(conn, engine, "deleting mailboxes").await?;
+                sqlx::query(
+                    "DELETE FROM mailbox_messages WHERE queue_id IN \
+                     (SELECT queue_id FROM mailboxes WHERE owner = $1)",
+                )
+                .bind(owner.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("deleting queued messages"))?;
+                let done = sqlx::query("DELETE FROM mailboxes WHERE owner = $1")
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("deleting mailboxes"))?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("committing deleted mailboxes"))?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+}
