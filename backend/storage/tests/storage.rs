@@ -1370,7 +1370,35 @@ async fn mailboxes_store_and_forward(kind: Kind) -> Result<()> {
         Ok(false)
     );
 
-    // A device that loses trust loses its mailboxes and what they hold.
+    // A device suspended loses its mailboxes and what they hold, with the state change.
+    let (carol, _) = device(&store, &acc, DeviceState::Trusted, t(0)).await?;
+    let carols = store.create_mailbox(&carol, t(1)).await?;
+    store
+        .enqueue(
+            delivery(&carols.queue, &carols.send, "c1", &envelope, later),
+            now,
+            limits,
+        )
+        .await?
+        .unwrap();
+    store
+        .transition(
+            &carol,
+            DeviceState::Trusted,
+            DeviceState::Suspended,
+            &Actor::System,
+            "lost",
+            t(31),
+        )
+        .await?;
+    assert_eq!(
+        store
+            .fetch_messages(&carols.queue, &carols.receive, t(31), 10)
+            .await?,
+        Err(MailboxRefusal::Capability)
+    );
+
+    // Or on request.
     assert_eq!(store.delete_mailboxes_of(&bob).await?, 2);
     assert_eq!(
         store

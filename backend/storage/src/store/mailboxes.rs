@@ -4,8 +4,9 @@
 //! receive from it; the database keeps only their SHA-256 digests, compared in constant time,
 //! and a wrong capability and a missing queue get the same answer. A message is committed
 //! with `synchronous = FULL` before [`Store::enqueue`] returns, so an acknowledged send
-//! survives a crash; it stays until the receiver acknowledges it or it expires. Deleting a
-//! device (or [`Store::delete_mailboxes_of`]) deletes its queues and what they hold.
+//! survives a crash; it stays until the receiver acknowledges it or it expires. A device
+//! suspended, revoked or retired loses its queues and what they hold in the same
+//! transaction as the change (also [`Store::delete_mailboxes_of`]).
 
 use base64::Engine as _;
 use openssl::memcmp;
@@ -302,25 +303,32 @@ impl Store {
         self.write(Durability::Synced, move |conn| {
             Box::pin(async move {
                 let mut tx = begin(conn, engine, "deleting mailboxes").await?;
-                sqlx::query(
-                    "DELETE FROM mailbox_messages WHERE queue_id IN \
-                     (SELECT queue_id FROM mailboxes WHERE owner = $1)",
-                )
-                .bind(owner.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("deleting queued messages"))?;
-                let done = sqlx::query("DELETE FROM mailboxes WHERE owner = $1")
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("deleting mailboxes"))?;
+                let deleted = delete_mailboxes_in(&mut tx, &owner).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::db("committing deleted mailboxes"))?;
-                Ok(done.rows_affected())
+                Ok(deleted)
             })
         })
         .await
     }
+}
+
+/// Deletes `owner`'s mailboxes and their messages inside the caller's transaction. Returns
+/// how many mailboxes.
+pub(super) async fn delete_mailboxes_in(tx: &mut AnyConnection, owner: &str) -> Result<u64> {
+    sqlx::query(
+        "DELETE FROM mailbox_messages WHERE queue_id IN \
+         (SELECT queue_id FROM mailboxes WHERE owner = $1)",
+    )
+    .bind(owner)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db("deleting queued messages"))?;
+    let done = sqlx::query("DELETE FROM mailboxes WHERE owner = $1")
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("deleting mailboxes"))?;
+    Ok(done.rows_affected())
 }
