@@ -1,5 +1,6 @@
 //! `enigm-backend`, the companion backend: the device API over gRPC (tonic, [`service`]),
-//! the Command admin API on the same listener ([`admin`]), abuse limits ([`ratelimit`]),
+//! the relay's mailboxes on the device API ([`relay`]), the Command admin API on the same
+//! listener ([`admin`]), abuse limits ([`ratelimit`]),
 //! health and metrics over HTTP (axum, [`server::http_router`]), TLS on every listener
 //! ([`tls`], OpenSSL, a self-signed certificate on first start), configured from TOML with
 //! environment overrides ([`config`]). Storage, lifecycle rules, tokens and appraisal come
@@ -13,6 +14,7 @@ pub mod config;
 pub mod files;
 pub mod metrics;
 pub mod ratelimit;
+pub mod relay;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -355,7 +355,7 @@ impl Shared {
 
     /// Checks that `token` is a valid, current, not contraindicated result of `handle`
     /// (whose device is returned).
-    async fn device_with_token(
+    pub(crate) async fn device_with_token(
         &self,
         handle: &DeviceHandle,
         field: &str,
@@ -844,6 +844,46 @@ impl DeviceApi for DeviceService {
             .await
             .map_err(as_unauthenticated)?;
         s.revocations_response(req.since_version)
+            .await
+            .map(Response::new)
+    }
+
+    async fn create_mailbox(
+        &self,
+        request: Request<proto::CreateMailboxRequest>,
+    ) -> Result<Response<proto::CreateMailboxResponse>, Status> {
+        self.shared
+            .create_mailbox(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<proto::SendMessageRequest>,
+    ) -> Result<Response<proto::SendMessageResponse>, Status> {
+        self.shared
+            .send_message(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn fetch_messages(
+        &self,
+        request: Request<proto::FetchMessagesRequest>,
+    ) -> Result<Response<proto::FetchMessagesResponse>, Status> {
+        self.shared
+            .fetch_messages(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn ack_message(
+        &self,
+        request: Request<proto::AckMessageRequest>,
+    ) -> Result<Response<proto::AckMessageResponse>, Status> {
+        self.shared
+            .ack_message(request.into_inner())
             .await
             .map(Response::new)
     }

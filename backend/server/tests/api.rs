@@ -1395,3 +1395,216 @@ async fn purge_task_deletes_expired_challenges() {
     drop(api);
     running.shutdown().await;
 }
+
+/// The relay between trusted devices of two accounts: a mailbox, a sealed envelope sent,
+/// fetched, opened by the recipient only and acknowledged; bad input refused with clear
+/// statuses; only ciphertext in the database files; a suspended device refused at once, its
+/// mailbox gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_between_trusted_devices_of_two_accounts() {
+    use enigm_backend::proto::{
+        AckMessageRequest, CreateMailboxRequest, FetchMessagesRequest, SendMessageRequest,
+    };
+    use enigm_envelope::envelope::{Message, open, seal};
+    use enigm_envelope::keys::{DeviceId, DeviceKeys};
+
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let key = admin_key(dir.path());
+    let mut api = client(&running).await;
+    let mut admin = admin_client(&running).await;
+    create_account(&mut api, "alice").await;
+    create_account(&mut api, "bob").await;
+    let (mut alice_dev, mut bob_dev) = (Device::new().unwrap(), Device::new().unwrap());
+    let (alice, _) = enroll(&mut api, "alice", &alice_dev).await;
+    let (bob, _) = enroll(&mut api, "bob", &bob_dev).await;
+    let alice_token = attest(&mut api, &alice, &mut alice_dev).await;
+    let bob_token = attest(&mut api, &bob, &mut bob_dev).await;
+
+    let mailbox = api
+        .create_mailbox(CreateMailboxRequest {
+            caller_handle: bob.clone(),
+            caller_token: bob_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The message keys (the key directory is not built yet: exchanged here directly).
+    let id = |account: &str| DeviceId {
+        account: account.into(),
+        device: "phone".into(),
+    };
+    let alice_keys = DeviceKeys::generate(id("alice")).unwrap();
+    let bob_keys = DeviceKeys::generate(id("bob")).unwrap();
+    let marker = b"RELAY-PLAINTEXT-MARKER-7c1f";
+    let envelope = seal(
+        &alice_keys,
+        &bob_keys.public().unwrap(),
+        Message {
+            id: "m1",
+            sent_at: 0,
+            cover: false,
+            body: marker,
+        },
+    )
+    .unwrap();
+    let send =
+        |envelope: Vec<u8>, capability: &str, token: &str, ttl_secs: u64| SendMessageRequest {
+            caller_handle: alice.clone(),
+            caller_token: token.to_owned(),
+            queue: mailbox.queue.clone(),
+            send_capability: capability.to_owned(),
+            message_id: "m1".into(),
+            envelope,
+            ttl_secs,
+        };
+    // Bad input: clear statuses, nothing stored.
+    for (request, expected) in [
+        (
+            send(
+                vec![0u8; 1000],
+                &mailbox.send_capability,
+                &alice_token,
+                3600,
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            send(
+                envelope.clone(),
+                &mailbox.receive_capability,
+                &alice_token,
+                3600,
+            ),
+            Code::PermissionDenied,
+        ),
+        (
+            send(envelope.clone(), &mailbox.send_capability, "", 3600),
+            Code::Unauthenticated,
+        ),
+        (
+            send(envelope.clone(), &mailbox.send_capability, &bob_token, 3600),
+            Code::Unauthenticated,
+        ),
+        (
+            send(envelope.clone(), &mailbox.send_capability, &alice_token, 0),
+            Code::InvalidArgument,
+        ),
+    ] {
+        assert_eq!(code(api.send_message(request).await), expected);
+    }
+    let fetch = |token: &str, capability: &str| FetchMessagesRequest {
+        caller_handle: bob.clone(),
+        caller_token: token.to_owned(),
+        queue: mailbox.queue.clone(),
+        receive_capability: capability.to_owned(),
+        limit: 0,
+    };
+    let empty = api
+        .fetch_messages(fetch(&bob_token, &mailbox.receive_capability))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(empty.messages.is_empty());
+
+    // Sent (twice: a retry changes nothing), fetched, opened by Bob only, acknowledged.
+    for _ in 0..2 {
+        api.send_message(send(
+            envelope.clone(),
+            &mailbox.send_capability,
+            &alice_token,
+            3600,
+        ))
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        code(
+            api.fetch_messages(fetch(&bob_token, &mailbox.send_capability))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let fetched = api
+        .fetch_messages(fetch(&bob_token, &mailbox.receive_capability))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(fetched.len(), 1);
+    let alice_public = alice_keys.public().unwrap();
+    let opened = open(&bob_keys, &fetched[0].envelope, |d| {
+        (*d == alice_public.id).then(|| alice_public.clone())
+    })
+    .unwrap();
+    assert_eq!(opened.body, marker);
+    assert_eq!(opened.from, id("alice"));
+
+    // Only ciphertext in the database files (the SQLite file and its WAL).
+    let db_dir = dir.path().join("var/lib/enigm");
+    for entry in std::fs::read_dir(&db_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker),
+            "plaintext in the database files"
+        );
+    }
+
+    let ack = |message_id: &str| AckMessageRequest {
+        caller_handle: bob.clone(),
+        caller_token: bob_token.clone(),
+        queue: mailbox.queue.clone(),
+        receive_capability: mailbox.receive_capability.clone(),
+        message_id: message_id.into(),
+    };
+    assert!(
+        api.ack_message(ack("m1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+    assert!(
+        !api.ack_message(ack("m1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+
+    // Bob's device is suspended: refused at once, its mailbox and queue gone.
+    api.send_message(send(
+        envelope.clone(),
+        &mailbox.send_capability,
+        &alice_token,
+        3600,
+    ))
+    .await
+    .unwrap();
+    admin
+        .suspend(authed(&key, change(&bob, "lost phone")))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            api.fetch_messages(fetch(&bob_token, &mailbox.receive_capability))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(
+            api.send_message(send(
+                envelope.clone(),
+                &mailbox.send_capability,
+                &alice_token,
+                3600
+            ))
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    running.shutdown().await;
+}
