@@ -380,8 +380,8 @@ fn grpc_task(
     })
 }
 
-/// Every `interval`, deletes the records past `retention` (counted in the metrics) and drops
-/// rate-limit buckets that are full again.
+/// Every `interval`, deletes the records past `retention` (counted in the metrics) and the
+/// relay's expired messages, and drops rate-limit buckets that are full again.
 fn purge_task(
     shared: Arc<Shared>,
     retention: enigm_backend_storage::Retention,
@@ -405,6 +405,18 @@ fn purge_task(
                 Err(err) => {
                     shared.metrics.purge_failed();
                     tracing::error!(error = %err, "purge failed");
+                }
+            }
+            match shared
+                .store
+                .purge_expired_messages(std::time::SystemTime::now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(count) => tracing::debug!(count, "expired relay messages purged"),
+                Err(err) => {
+                    shared.metrics.purge_failed();
+                    tracing::error!(error = %err, "purging relay messages failed");
                 }
             }
             shared.limiter.prune(std::time::Instant::now());
