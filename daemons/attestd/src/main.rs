@@ -15,8 +15,9 @@ use enigm_attestd::tss::TssTpm;
 use enigm_attestd::{eventlog, worker};
 use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::lockdown::lock_down;
 use enigm_runtime::sysroot::Sysroot;
-use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+use enigm_runtime::{config, logging, notify, shutdown};
 
 /// The compiled system-call allow-list (`seccomp.json`).
 const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
@@ -60,12 +61,13 @@ fn run() -> Result<()> {
         tracing::warn!(error = %err, "TPM not reachable at start-up; will retry on demand");
     }
 
-    privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
-        .context("dropping privileges")?;
-    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.daemon.seccomp_probe {
-        seccomp::probe();
-    }
+    lock_down(
+        &config.privileges,
+        SYSTEM_USER,
+        &[],
+        SECCOMP_PROGRAM,
+        args.daemon.seccomp_probe,
+    )?;
 
     let attester = Attester::new(
         tpm,

@@ -17,8 +17,9 @@ use enigm_defensed::engine::Engine;
 use enigm_defensed::service::{ActiveDefense, BUS_NAME, OBJECT_PATH, PostureSignal};
 use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::lockdown::lock_down;
 use enigm_runtime::sysroot::Sysroot;
-use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+use enigm_runtime::{config, logging, notify, shutdown};
 
 /// The compiled system-call allow-list (`seccomp.json`).
 const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
@@ -52,12 +53,13 @@ fn run() -> Result<()> {
     let interval = config.defense.scan_interval_secs;
     let engine = Engine::load(sysroot, config.clone()).context("starting the engine")?;
 
-    privileges::drop_privileges(&config.privileges, SYSTEM_USER, KEEP)
-        .context("dropping privileges")?;
-    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.daemon.seccomp_probe {
-        seccomp::probe();
-    }
+    lock_down(
+        &config.privileges,
+        SYSTEM_USER,
+        KEEP,
+        SECCOMP_PROGRAM,
+        args.daemon.seccomp_probe,
+    )?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

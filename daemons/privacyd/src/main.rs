@@ -26,8 +26,9 @@ use enigm_privacyd::service::{
 use enigm_privacyd::state::{self, Persisted, StateError};
 use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::lockdown::lock_down;
 use enigm_runtime::sysroot::Sysroot;
-use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+use enigm_runtime::{config, logging, notify, shutdown};
 
 /// The compiled system-call allow-list (`seccomp.json`).
 const SECCOMP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
@@ -90,16 +91,13 @@ fn run() -> Result<()> {
     };
     let notifier = notify::Notifier::from_env()?;
 
-    privileges::drop_privileges(
+    lock_down(
         &config.privileges,
         SYSTEM_USER,
         &[Capability::CAP_NET_ADMIN, Capability::CAP_DAC_OVERRIDE],
-    )
-    .context("dropping privileges")?;
-    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.daemon.seccomp_probe {
-        seccomp::probe();
-    }
+        SECCOMP_PROGRAM,
+        args.daemon.seccomp_probe,
+    )?;
 
     let backends = Backends {
         firewall: Box::new(Nftables::new()),

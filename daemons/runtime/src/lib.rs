@@ -2,8 +2,9 @@
 //!
 //! Every daemon follows the same start-up order (see `docs/architecture.md`):
 //! parse arguments → [`logging`] → [`config`] (sysroot-aware) → open privileged resources →
-//! [`privileges`] drop → [`seccomp`] filter → build the service → serve on D-Bus with
-//! [`authz`] checks on every method → [`notify`] READY → run until [`shutdown`].
+//! [`lockdown`] ([`privileges`] drop, then the [`seccomp`] filter) → build the service →
+//! serve on D-Bus with [`authz`] checks on every method → [`notify`] READY → run until
+//! [`shutdown`].
 //!
 //! Reads of system state go through a [`sysroot::Sysroot`], so tests run daemons against
 //! fixture trees instead of the host's `/`.
@@ -11,6 +12,7 @@
 pub mod args;
 pub mod authz;
 pub mod config;
+pub mod lockdown;
 pub mod logging;
 pub mod notify;
 pub mod privileges;

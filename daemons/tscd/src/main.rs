@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::lockdown::lock_down;
 use enigm_runtime::sysroot::Sysroot;
-use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+use enigm_runtime::{config, logging, notify, shutdown};
 use enigm_tscd::config::{DAEMON, SYSTEM_USER, TscdConfig};
 use enigm_tscd::engine::{self, Trigger};
 use enigm_tscd::evaluate::Evaluator;
@@ -57,12 +58,13 @@ fn run() -> Result<()> {
 
     // Drop to the daemon's user with no capabilities, then lock the syscall surface: from here
     // on nothing runs with more than it needs.
-    privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
-        .context("dropping privileges")?;
-    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.daemon.seccomp_probe {
-        seccomp::probe();
-    }
+    lock_down(
+        &config.privileges,
+        SYSTEM_USER,
+        &[],
+        SECCOMP_PROGRAM,
+        args.daemon.seccomp_probe,
+    )?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

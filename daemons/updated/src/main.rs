@@ -14,8 +14,9 @@ use clap::Parser;
 use enigm_installer::{FileRollbackStore, RollbackStore, TpmRollbackStore};
 use enigm_runtime::args::DaemonArgs;
 use enigm_runtime::authz::{CallerPolicy, passwd_lookup};
+use enigm_runtime::lockdown::lock_down;
 use enigm_runtime::sysroot::Sysroot;
-use enigm_runtime::{config, logging, notify, privileges, seccomp, shutdown};
+use enigm_runtime::{config, logging, notify, shutdown};
 use enigm_slots::GptBootControl;
 use enigm_tuf::transport::TlsConfig;
 use enigm_update_engine::{Engine, EngineConfig};
@@ -92,12 +93,13 @@ fn run() -> Result<()> {
             }
         };
 
-    privileges::drop_privileges(&config.privileges, SYSTEM_USER, &[])
-        .context("dropping privileges")?;
-    seccomp::apply(SECCOMP_PROGRAM).context("applying the seccomp filter")?;
-    if args.daemon.seccomp_probe {
-        seccomp::probe();
-    }
+    lock_down(
+        &config.privileges,
+        SYSTEM_USER,
+        &[],
+        SECCOMP_PROGRAM,
+        args.daemon.seccomp_probe,
+    )?;
 
     let engine = Engine::new(
         EngineConfig {
