@@ -70,7 +70,12 @@ impl SoftDevice {
 
     /// A quote over PCRs 0 and 7 whose qualifying data binds `nonce` and the posture digest.
     pub fn quote(&mut self, nonce: &[u8]) -> Result<Evidence> {
-        let posture_digest = vec![0x5a; 32];
+        self.quote_with_posture(nonce, vec![0x5a; 32])
+    }
+
+    /// A quote binding `nonce` and `posture_digest` (as `enigm-attestd`'s GetEvidence; the
+    /// relay's key binding uses an all-zero posture digest).
+    pub fn quote_with_posture(&mut self, nonce: &[u8], posture_digest: Vec<u8>) -> Result<Evidence> {
         let qualifying = enigm_verifier::qualifying_data(nonce, &posture_digest)
             .map_err(|e| anyhow!("qualifying data: {e}"))?;
         self.clock += 1000;
