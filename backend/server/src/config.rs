@@ -47,6 +47,8 @@ pub struct Config {
     pub admin_name: String,
     /// Abuse limits on account creation, enrollment and challenges.
     pub rate_limit: RateLimit,
+    /// Limits on sends into one relay queue (whoever sends).
+    pub relay_rate_limit: RateLimit,
     /// How often the purge task deletes records past retention, seconds.
     pub purge_interval_secs: u64,
     /// Retention per record class (`challenges_secs`, `appraisals_secs`, `transitions_secs`,
@@ -154,6 +156,10 @@ impl Default for Config {
             admin_key_file: PathBuf::from("/var/lib/enigm/backend-admin.key"),
             admin_name: "command".into(),
             rate_limit: RateLimit::default(),
+            relay_rate_limit: RateLimit {
+                per_minute: 600,
+                burst: 100,
+            },
             purge_interval_secs: 3600,
             retention: enigm_backend_storage::Retention::default(),
         }
@@ -209,6 +215,12 @@ impl Config {
         }
         if self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0 {
             return range("rate_limit", "per_minute and burst must be at least 1");
+        }
+        if self.relay_rate_limit.per_minute == 0 || self.relay_rate_limit.burst == 0 {
+            return range(
+                "relay_rate_limit",
+                "per_minute and burst must be at least 1",
+            );
         }
         if self.purge_interval_secs == 0 {
             return range("purge_interval_secs", "must be at least 1");

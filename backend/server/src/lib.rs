@@ -1,5 +1,6 @@
 //! `enigm-backend`, the companion backend: the device API over gRPC (tonic, [`service`]),
-//! the relay's mailboxes on the device API ([`relay`]), the Command admin API on the same
+//! the relay's mailboxes on the device API ([`relay`]), their push streams
+//! ([`relay_stream`], woken through [`relay_hub`]) and key directory ([`directory`]), the Command admin API on the same
 //! listener ([`admin`]), abuse limits ([`ratelimit`]),
 //! health and metrics over HTTP (axum, [`server::http_router`]), TLS on every listener
 //! ([`tls`], OpenSSL, a self-signed certificate on first start), configured from TOML with
@@ -11,10 +12,13 @@ pub mod admin;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod directory;
 pub mod files;
 pub mod metrics;
 pub mod ratelimit;
 pub mod relay;
+pub mod relay_hub;
+pub mod relay_stream;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -7,14 +7,15 @@
 //! holds says nothing about message lengths; it never sees anything but ciphertext. Nothing
 //! here logs a queue, a capability or an envelope.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use enigm_backend_storage as storage;
+use enigm_backend_storage::DeviceState;
 use enigm_backend_storage::store::{Delivery, MailboxLimits, MailboxRefusal};
-use enigm_backend_storage::{DeviceHandle, DeviceState};
 use tonic::Status;
 
 use crate::proto;
-use crate::service::{Shared, parse_handle, store_status};
+use crate::service::{Shared, parse_handle, rate_limited, store_status};
 
 /// The longest a message may wait.
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -43,7 +44,7 @@ fn refusal(r: MailboxRefusal) -> Status {
     }
 }
 
-fn field_len(field: &str, value: &str, max: usize) -> Result<(), Status> {
+pub(crate) fn field_len(field: &str, value: &str, max: usize) -> Result<(), Status> {
     if value.is_empty() || value.len() > max {
         return Err(Status::invalid_argument(format!(
             "{field}: missing or longer than {max} characters"
@@ -53,8 +54,12 @@ fn field_len(field: &str, value: &str, max: usize) -> Result<(), Status> {
 }
 
 impl Shared {
-    /// The caller, when its token is current and it is trusted.
-    async fn relay_caller(&self, handle: &str, token: &str) -> Result<DeviceHandle, Status> {
+    /// The caller's device, when its token is current and it is trusted.
+    pub(crate) async fn relay_caller(
+        &self,
+        handle: &str,
+        token: &str,
+    ) -> Result<storage::Device, Status> {
         let unauthenticated = |e: Status| match e.code() {
             tonic::Code::InvalidArgument => Status::unauthenticated(e.message().to_owned()),
             _ => e,
@@ -70,7 +75,7 @@ impl Shared {
                 device.state
             )));
         }
-        Ok(caller)
+        Ok(device)
     }
 
     /// A new mailbox owned by the caller.
@@ -83,7 +88,7 @@ impl Shared {
             .await?;
         let mailbox = self
             .store
-            .create_mailbox(&caller, SystemTime::now())
+            .create_mailbox(&caller.handle, SystemTime::now())
             .await
             .map_err(store_status)?;
         Ok(proto::CreateMailboxResponse {
@@ -110,6 +115,9 @@ impl Shared {
                 enigm_envelope::pad::WIRE_SIZES
             )));
         }
+        self.queue_limiter
+            .check(&req.queue, Instant::now())
+            .map_err(|wait| rate_limited("queue", wait))?;
         if req.ttl_secs == 0 || req.ttl_secs > MAX_TTL.as_secs() {
             return Err(Status::invalid_argument(format!(
                 "ttl_secs: 1 to {}",
@@ -132,6 +140,7 @@ impl Shared {
             .await
             .map_err(store_status)?
             .map_err(refusal)?;
+        self.relay_hub.stored(&req.queue);
         Ok(proto::SendMessageResponse {})
     }
 

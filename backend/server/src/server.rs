@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::proto::admin_api_server::AdminApiServer;
 use crate::proto::device_api_server::DeviceApiServer;
 use crate::ratelimit::RateLimiter;
+use crate::relay_hub::{self, RelayHub};
 use crate::service::{DeviceService, Shared};
 use crate::tls::{self, TlsError, TlsIo};
 
@@ -216,6 +217,12 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
     let verification_keys = keyring
         .verification_only()
         .map_err(|e| key_err(&token_key)(e.to_string()))?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let relay_hub = Arc::new(RelayHub::new(
+        store.engine() == enigm_backend_storage::Engine::Sqlite,
+        shutdown_rx.clone(),
+    ));
+    let notifications = relay_hub::listen(store.clone(), Arc::clone(&relay_hub)).await?;
     let shared = Arc::new(Shared {
         store,
         keyring,
@@ -226,6 +233,8 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
         metrics: Arc::clone(&metrics),
         dummy_hash,
         limiter: RateLimiter::new(config.rate_limit),
+        queue_limiter: RateLimiter::new(config.relay_rate_limit),
+        relay_hub,
     });
 
     let grpc_listener = TcpListener::bind(config.listen.grpc)
@@ -248,7 +257,6 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
     let http_addr = local(&http_listener, config.listen.http)?;
     let grpc_tls = Arc::new(tls::acceptor(&cert, &tls_key, b"\x02h2")?);
     let http_tls = Arc::new(tls::acceptor(&cert, &tls_key, b"\x08http/1.1")?);
-    let (shutdown, shutdown_rx) = watch::channel(false);
 
     let grpc = grpc_task(
         Arc::clone(&shared),
@@ -274,7 +282,10 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
         fingerprint,
         verification_keys,
         shutdown,
-        tasks: vec![grpc, http, purge],
+        tasks: [grpc, http, purge]
+            .into_iter()
+            .chain(notifications)
+            .collect(),
     })
 }
 

@@ -62,6 +62,10 @@ pub struct Shared {
     pub dummy_hash: String,
     /// Rate limits per source address and per device handle.
     pub limiter: RateLimiter,
+    /// Rate limits on sends per relay queue.
+    pub queue_limiter: RateLimiter,
+    /// Wake-ups of the relay's push streams.
+    pub relay_hub: Arc<crate::relay_hub::RelayHub>,
 }
 
 /// The device API service.
@@ -124,7 +128,7 @@ fn challenge_refused(outcome: ChallengeOutcome) -> Status {
     })
 }
 
-fn rate_limited(what: &str, wait: Duration) -> Status {
+pub(crate) fn rate_limited(what: &str, wait: Duration) -> Status {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let mut status = Status::resource_exhausted(format!(
         "rate limit exceeded for this {what}; retry in {secs} s"
@@ -884,6 +888,38 @@ impl DeviceApi for DeviceService {
     ) -> Result<Response<proto::AckMessageResponse>, Status> {
         self.shared
             .ack_message(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type StreamMessagesStream = crate::relay_stream::MessageStream;
+
+    async fn stream_messages(
+        &self,
+        request: Request<proto::FetchMessagesRequest>,
+    ) -> Result<Response<Self::StreamMessagesStream>, Status> {
+        self.shared
+            .stream_messages(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn publish_keys(
+        &self,
+        request: Request<proto::PublishKeysRequest>,
+    ) -> Result<Response<proto::PublishKeysResponse>, Status> {
+        self.shared
+            .publish_keys(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn lookup_keys(
+        &self,
+        request: Request<proto::LookupKeysRequest>,
+    ) -> Result<Response<proto::LookupKeysResponse>, Status> {
+        self.shared
+            .lookup_keys(request.into_inner())
             .await
             .map(Response::new)
     }

@@ -1608,3 +1608,415 @@ async fn relay_between_trusted_devices_of_two_accounts() {
     );
     running.shutdown().await;
 }
+
+/// A published bundle for `handle`'s mailbox, bound by `device`'s AK.
+fn key_bundle(
+    device: &mut Device,
+    handle: &str,
+    account_id: &str,
+    mailbox: &enigm_backend::proto::CreateMailboxResponse,
+    issued_at_unix: u64,
+) -> (Vec<u8>, Evidence) {
+    let bundle = enigm_backend::proto::KeyBundle {
+        handle: handle.into(),
+        account_id: account_id.into(),
+        hpke_public: vec![7; 32],
+        signing_public: vec![9; 32],
+        queue: mailbox.queue.clone(),
+        send_capability: mailbox.send_capability.clone(),
+        issued_at_unix,
+    }
+    .encode_to_vec();
+    let mut nonce = b"enigm-keydir-v1".to_vec();
+    nonce.extend_from_slice(&bundle);
+    let binding = device
+        .quote_with_posture(&openssl::sha::sha256(&nonce), vec![0; 32])
+        .unwrap();
+    (bundle, binding)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_directory_lists_trusted_devices_with_keys_bound_to_their_attestation_keys() {
+    use enigm_backend::proto::lookup_keys_request::Account;
+    use enigm_backend::proto::{CreateMailboxRequest, LookupKeysRequest, PublishKeysRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let key = admin_key(dir.path());
+    let mut api = client(&running).await;
+    let mut admin = admin_client(&running).await;
+    create_account(&mut api, "carol").await;
+    let (mut phone, mut tablet, mut other) = (
+        Device::new().unwrap(),
+        Device::new().unwrap(),
+        Device::new().unwrap(),
+    );
+    let (phone_handle, _) = enroll(&mut api, "carol", &phone).await;
+    let (tablet_handle, tablet_state) = enroll(&mut api, "carol", &tablet).await;
+    assert_eq!(tablet_state, DeviceState::Pending);
+    create_account(&mut api, "dave").await;
+    let (other_handle, _) = enroll(&mut api, "dave", &other).await;
+    let phone_token = attest(&mut api, &phone_handle, &mut phone).await;
+    let tablet_token = attest(&mut api, &tablet_handle, &mut tablet).await;
+    let other_token = attest(&mut api, &other_handle, &mut other).await;
+    let store = open_store(dir.path()).await;
+    let account_id = store
+        .find_account_by_username("carol")
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .0;
+    let mailbox = |handle: &str, token: &str| CreateMailboxRequest {
+        caller_handle: handle.into(),
+        caller_token: token.into(),
+    };
+    let phone_box = api
+        .create_mailbox(mailbox(&phone_handle, &phone_token))
+        .await
+        .unwrap()
+        .into_inner();
+    let other_box = api
+        .create_mailbox(mailbox(&other_handle, &other_token))
+        .await
+        .unwrap()
+        .into_inner();
+    let publish =
+        |handle: &str, token: &str, (bundle, binding): (Vec<u8>, Evidence)| PublishKeysRequest {
+            caller_handle: handle.into(),
+            caller_token: token.into(),
+            bundle,
+            binding: Some(binding),
+        };
+    let t0 = now();
+
+    // Refused, and nothing published: a quote by another device's AK, a quote of another
+    // bundle, a bundle naming another device, someone else's mailbox, no binding, garbage,
+    // a pending device.
+    let good = key_bundle(&mut phone, &phone_handle, &account_id, &phone_box, t0);
+    let by_other_ak = key_bundle(&mut other, &phone_handle, &account_id, &phone_box, t0);
+    let (other_bundle, _) = key_bundle(&mut phone, &phone_handle, &account_id, &phone_box, t0 + 1);
+    let cases = [
+        (
+            publish(&phone_handle, &phone_token, by_other_ak),
+            Code::PermissionDenied,
+        ),
+        (
+            publish(&phone_handle, &phone_token, (other_bundle, good.1.clone())),
+            Code::PermissionDenied,
+        ),
+        (
+            publish(
+                &phone_handle,
+                &phone_token,
+                key_bundle(&mut phone, &other_handle, &account_id, &phone_box, t0),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            publish(
+                &phone_handle,
+                &phone_token,
+                key_bundle(&mut phone, &phone_handle, &account_id, &other_box, t0),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            PublishKeysRequest {
+                binding: None,
+                ..publish(&phone_handle, &phone_token, good.clone())
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            publish(
+                &phone_handle,
+                &phone_token,
+                (vec![0xff; 40], good.1.clone()),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            publish(
+                &tablet_handle,
+                &tablet_token,
+                key_bundle(&mut tablet, &tablet_handle, &account_id, &phone_box, t0),
+            ),
+            Code::PermissionDenied,
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(code(api.publish_keys(request).await), expected);
+    }
+    let lookup = |handle: &str, token: &str, account: Account| LookupKeysRequest {
+        caller_handle: handle.into(),
+        caller_token: token.into(),
+        account: Some(account),
+    };
+    let listed = api
+        .lookup_keys(lookup(
+            &other_handle,
+            &other_token,
+            Account::Username("carol".into()),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.account_id, account_id);
+    assert!(listed.devices.is_empty());
+
+    // Published; an older or equal bundle is refused; a newer one replaces it.
+    api.publish_keys(publish(&phone_handle, &phone_token, good.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            api.publish_keys(publish(&phone_handle, &phone_token, good.clone()))
+                .await
+        ),
+        Code::FailedPrecondition
+    );
+    let newer = key_bundle(&mut phone, &phone_handle, &account_id, &phone_box, t0 + 5);
+    api.publish_keys(publish(&phone_handle, &phone_token, newer.clone()))
+        .await
+        .unwrap();
+    let listed = api
+        .lookup_keys(lookup(
+            &other_handle,
+            &other_token,
+            Account::AccountId(account_id.clone()),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.devices.len(), 1);
+    assert_eq!(listed.devices[0].bundle, newer.0);
+    // The stored quote verifies with the phone's AK, as tpm2_checkquote would.
+    let ak = enigm_tpm_evidence::public::load_public_key(&phone.tpm().ak_public).unwrap();
+    enigm_tpm_evidence::quote::verify_quote(
+        &ak,
+        &listed.devices[0].quote_attest,
+        &listed.devices[0].quote_signature,
+        Some(&enigm_backend::directory::binding_qualifying_data(&newer.0)),
+        None,
+    )
+    .unwrap();
+    // A pending device looks up nothing; an unknown account is not found.
+    assert_eq!(
+        code(
+            api.lookup_keys(lookup(
+                &tablet_handle,
+                &tablet_token,
+                Account::Username("carol".into())
+            ))
+            .await
+        ),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            api.lookup_keys(lookup(
+                &other_handle,
+                &other_token,
+                Account::Username("nobody".into())
+            ))
+            .await
+        ),
+        Code::NotFound
+    );
+
+    // Revoked: its entry is gone at once.
+    admin
+        .revoke(authed(&key, change(&phone_handle, "stolen")))
+        .await
+        .unwrap();
+    let listed = api
+        .lookup_keys(lookup(
+            &other_handle,
+            &other_token,
+            Account::AccountId(account_id.clone()),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.devices.is_empty());
+    store.close().await;
+    running.shutdown().await;
+}
+
+/// Sends `count` envelopes into `mailbox` as `sender`.
+async fn send_envelopes(
+    api: &mut DeviceApiClient<Channel>,
+    sender: (&str, &str),
+    mailbox: &enigm_backend::proto::CreateMailboxResponse,
+    ids: std::ops::Range<u32>,
+) {
+    for i in ids {
+        api.send_message(enigm_backend::proto::SendMessageRequest {
+            caller_handle: sender.0.into(),
+            caller_token: sender.1.into(),
+            queue: mailbox.queue.clone(),
+            send_capability: mailbox.send_capability.clone(),
+            message_id: format!("m{i}"),
+            envelope: vec![i as u8; enigm_envelope::pad::WIRE_SIZES[0]],
+            ttl_secs: 600,
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_stream_delivers_waiting_and_new_messages_until_suspension() {
+    push_stream(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_stream_reaches_a_receiver_on_another_node_over_postgres() {
+    push_stream(Kind::Postgres).await;
+}
+
+/// A receiver streams from one node; messages sent through another node sharing the
+/// database (on SQLite: the same node) arrive on the stream, unacknowledged ones come again
+/// on a new stream, and a suspension ends the stream.
+async fn push_stream(kind: Kind) {
+    use enigm_backend::proto::{AckMessageRequest, CreateMailboxRequest, FetchMessagesRequest};
+
+    let db = TestDb::new(kind).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let top = match kind {
+        Kind::Postgres => format!("database_url = \"{}\"\n", db.url()),
+        Kind::Sqlite => String::new(),
+    };
+    write_config_with(dir.path(), 60, &top, "");
+    let node_a = start(dir.path()).await;
+    // The second node shares the config root (keys, token key) and the database.
+    let node_b = match kind {
+        Kind::Postgres => Some(start(dir.path()).await),
+        Kind::Sqlite => None,
+    };
+    let key = admin_key(dir.path());
+    let mut api_a = client(&node_a).await;
+    let mut api_b = client(node_b.as_ref().unwrap_or(&node_a)).await;
+    create_account(&mut api_a, "erin").await;
+    create_account(&mut api_a, "frank").await;
+    let (mut erin_dev, mut frank_dev) = (Device::new().unwrap(), Device::new().unwrap());
+    let (erin, _) = enroll(&mut api_a, "erin", &erin_dev).await;
+    let (frank, _) = enroll(&mut api_a, "frank", &frank_dev).await;
+    let erin_token = attest(&mut api_a, &erin, &mut erin_dev).await;
+    let frank_token = attest(&mut api_a, &frank, &mut frank_dev).await;
+    let mailbox = api_a
+        .create_mailbox(CreateMailboxRequest {
+            caller_handle: frank.clone(),
+            caller_token: frank_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let request = FetchMessagesRequest {
+        caller_handle: frank.clone(),
+        caller_token: frank_token.clone(),
+        queue: mailbox.queue.clone(),
+        receive_capability: mailbox.receive_capability.clone(),
+        limit: 0,
+    };
+    // A wrong capability is refused before the stream starts.
+    assert_eq!(
+        code(
+            api_a
+                .stream_messages(FetchMessagesRequest {
+                    receive_capability: mailbox.send_capability.clone(),
+                    ..request.clone()
+                })
+                .await
+        ),
+        Code::PermissionDenied
+    );
+
+    send_envelopes(&mut api_b, (&erin, &erin_token), &mailbox, 0..2).await;
+    let mut stream = api_a
+        .stream_messages(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    // The waiting ones, then new ones sent through the other node, each once.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(next(&mut stream).await.unwrap().unwrap().message_id);
+    }
+    send_envelopes(&mut api_b, (&erin, &erin_token), &mailbox, 2..5).await;
+    for _ in 2..5 {
+        ids.push(next(&mut stream).await.unwrap().unwrap().message_id);
+    }
+    assert_eq!(ids, ["m0", "m1", "m2", "m3", "m4"]);
+    for id in &ids[..3] {
+        api_a
+            .ack_message(AckMessageRequest {
+                caller_handle: frank.clone(),
+                caller_token: frank_token.clone(),
+                queue: mailbox.queue.clone(),
+                receive_capability: mailbox.receive_capability.clone(),
+                message_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    drop(stream);
+    // A new stream (on the other node) has the two unacknowledged ones.
+    let mut again = api_b
+        .stream_messages(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        rest.push(next(&mut again).await.unwrap().unwrap().message_id);
+    }
+    assert_eq!(rest, ["m3", "m4"]);
+
+    // Suspended: the stream ends with a refusal, no later than its recheck.
+    let mut admin = admin_client(&node_a).await;
+    admin
+        .suspend(authed(&key, change(&frank, "lost")))
+        .await
+        .unwrap();
+    send_envelopes_refused(&mut api_a, (&erin, &erin_token), &mailbox).await;
+    let ended = tokio::time::timeout(Duration::from_secs(15), again.message())
+        .await
+        .expect("the stream ends after the suspension");
+    assert!(ended.is_err(), "a refusal, not a message: {ended:?}");
+    if let Some(node_b) = node_b {
+        node_b.shutdown().await;
+    }
+    node_a.shutdown().await;
+}
+
+/// The stream's next item, within 10 s.
+async fn next(
+    stream: &mut tonic::Streaming<enigm_backend::proto::RelayedMessage>,
+) -> Result<Option<enigm_backend::proto::RelayedMessage>, Status> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a message within 10 s")
+}
+
+/// A send into a deleted mailbox is refused.
+async fn send_envelopes_refused(
+    api: &mut DeviceApiClient<Channel>,
+    sender: (&str, &str),
+    mailbox: &enigm_backend::proto::CreateMailboxResponse,
+) {
+    let refused = api
+        .send_message(enigm_backend::proto::SendMessageRequest {
+            caller_handle: sender.0.into(),
+            caller_token: sender.1.into(),
+            queue: mailbox.queue.clone(),
+            send_capability: mailbox.send_capability.clone(),
+            message_id: "late".into(),
+            envelope: vec![0; enigm_envelope::pad::WIRE_SIZES[0]],
+            ttl_secs: 600,
+        })
+        .await;
+    assert_eq!(code(refused), Code::PermissionDenied);
+}

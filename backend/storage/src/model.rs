@@ -345,12 +345,19 @@ pub struct ResealCounts {
     pub appraisals: u64,
     /// Connection records.
     pub connection_records: u64,
+    /// Key directory entries.
+    pub key_directory: u64,
 }
 
 impl ResealCounts {
     /// Total over every table.
     pub fn total(&self) -> u64 {
-        self.accounts + self.devices + self.transitions + self.appraisals + self.connection_records
+        self.accounts
+            + self.devices
+            + self.transitions
+            + self.appraisals
+            + self.connection_records
+            + self.key_directory
     }
 }
 

@@ -75,7 +75,11 @@ impl SoftDevice {
 
     /// A quote binding `nonce` and `posture_digest` (as `enigm-attestd`'s GetEvidence; the
     /// relay's key binding uses an all-zero posture digest).
-    pub fn quote_with_posture(&mut self, nonce: &[u8], posture_digest: Vec<u8>) -> Result<Evidence> {
+    pub fn quote_with_posture(
+        &mut self,
+        nonce: &[u8],
+        posture_digest: Vec<u8>,
+    ) -> Result<Evidence> {
         let qualifying = enigm_verifier::qualifying_data(nonce, &posture_digest)
             .map_err(|e| anyhow!("qualifying data: {e}"))?;
         self.clock += 1000;

@@ -61,13 +61,14 @@ impl Store {
         if from.is_some() {
             bump_epoch(tx, handle).await?;
         }
-        // A device that is no longer trusted loses its relay mailboxes and what they hold,
-        // in the same transaction as the change.
+        // A device that is no longer trusted loses its relay mailboxes, what they hold and its
+        // key directory entry, in the same transaction as the change.
         if matches!(
             to,
             DeviceState::Suspended | DeviceState::Revoked | DeviceState::Retired
         ) {
             super::mailboxes::delete_mailboxes_in(tx, handle.as_str()).await?;
+            super::directory::withdraw_in(tx, handle.as_str()).await?;
         }
         Ok(())
     }

@@ -198,7 +198,7 @@ impl Store {
                      expires_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (queue_id, message_id) DO NOTHING",
                 )
-                .bind(queue)
+                .bind(queue.clone())
                 .bind(message_id)
                 .bind(envelope)
                 .bind(stored)
@@ -206,6 +206,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("storing a message"))?;
+                super::notify::notify_in(&mut tx, engine, &queue).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::db("committing a message"))?;
@@ -269,6 +270,17 @@ impl Store {
             )
             .await?;
         Ok(Ok(done.rows_affected() > 0))
+    }
+
+    /// Whether `queue` is one of `owner`'s mailboxes.
+    pub async fn owns_mailbox(&self, owner: &DeviceHandle, queue: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT owner FROM mailboxes WHERE queue_id = $1 AND owner = $2")
+            .bind(queue)
+            .bind(owner.as_str())
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(StoreError::db("finding a mailbox"))?;
+        Ok(row.is_some())
     }
 
     async fn receive_opens(&self, queue: &str, receive: &str) -> Result<bool> {

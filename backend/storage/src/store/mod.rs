@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mailboxes",
         include_str!("../../migrations/0002_mailboxes.sql"),
     ),
+    (
+        3,
+        "key directory",
+        include_str!("../../migrations/0003_key_directory.sql"),
+    ),
 ];
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -54,18 +59,24 @@ pub struct Store {
     writes: Writer,
     engine: Engine,
     keys: Arc<ServerKeys>,
+    /// On PostgreSQL, where a listener for stored messages connects.
+    listen_url: Option<Arc<str>>,
 }
 
 mod accounts;
 mod attestation;
 mod devices;
+mod directory;
 mod epochs;
 mod mailboxes;
+mod notify;
 mod readers;
 mod retention;
 mod writer;
 
+pub use directory::{DirectoryEntry, DirectoryRefusal};
 pub use mailboxes::{Delivery, MailboxLimits, MailboxRefusal, NewMailbox, Queued};
+pub use notify::{CHANNEL as MESSAGE_CHANNEL, MessageListener, MessageWake};
 use readers::{ReadConn, Readers};
 use writer::{Durability, JobFuture, Writer, begin};
 
@@ -201,6 +212,7 @@ impl Store {
             writes,
             engine,
             keys: Arc::new(keys),
+            listen_url: (engine == Engine::Postgres).then(|| Arc::from(url)),
         })
     }
 

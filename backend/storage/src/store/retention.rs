@@ -16,6 +16,13 @@ struct SealedColumn {
 
 const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn {
+        table: "key_directory",
+        column: "sealed_entry",
+        select: "SELECT handle AS k, sealed_entry AS v FROM key_directory",
+        update: "UPDATE key_directory SET sealed_entry = $1 WHERE handle = $2 AND sealed_entry = $3",
+        has_seq: false,
+    },
+    SealedColumn {
         table: "accounts",
         column: "sealed_metadata",
         select: "SELECT id AS k, sealed_metadata AS v FROM accounts",
@@ -179,6 +186,7 @@ impl Store {
                 "devices" => &mut counts.devices,
                 "transitions" => &mut counts.transitions,
                 "appraisals" => &mut counts.appraisals,
+                "key_directory" => &mut counts.key_directory,
                 _ => &mut counts.connection_records,
             } += n;
         }

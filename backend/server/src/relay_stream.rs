@@ -1,0 +1,135 @@
+//! The relay's server push: `StreamMessages` sends a queue's waiting messages, then each new
+//! one as it is stored (on any node, see [`crate::relay_hub`]).
+//!
+//! A message sent on a stream is not sent on it again; it stays queued until the receiver
+//! acknowledges it, so a receiver that loses its stream gets it on the next stream or fetch.
+//! The caller is checked again at least every [`RECHECK`], and the stream ends with the
+//! caller's status when it stops being trusted, its token expires, or its mailbox is deleted.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use enigm_backend_storage::store::MessageWake;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::proto;
+use crate::service::Shared;
+
+/// How often a quiet stream checks its caller and queue again.
+pub const RECHECK: Duration = Duration::from_secs(5);
+/// Messages buffered towards a slow receiver.
+const BUFFER: usize = 32;
+
+/// The messages of a push stream.
+pub type MessageStream = Pin<Box<dyn Stream<Item = Result<proto::RelayedMessage, Status>> + Send>>;
+
+/// Why a stream stopped waiting.
+enum Woken {
+    /// Look at the queue again.
+    Look,
+    /// The receiver went away or the server is stopping.
+    Stop,
+}
+
+/// A push stream's state.
+struct Pump {
+    shared: Arc<Shared>,
+    request: proto::FetchMessagesRequest,
+    wakes: broadcast::Receiver<MessageWake>,
+    shutdown: watch::Receiver<bool>,
+    out: mpsc::Sender<Result<proto::RelayedMessage, Status>>,
+    /// The ids sent on this stream and still queued.
+    sent: HashSet<String>,
+}
+
+impl Shared {
+    /// Opens a push stream of the caller's queue; a bad request is refused before it starts.
+    pub async fn stream_messages(
+        self: &Arc<Self>,
+        request: proto::FetchMessagesRequest,
+    ) -> Result<MessageStream, Status> {
+        // Subscribed before the first look, so nothing stored in between is missed.
+        let wakes = self.relay_hub.subscribe();
+        let first = self.fetch_messages(request.clone()).await?.messages;
+        let (out, receiver) = mpsc::channel(BUFFER);
+        let pump = Pump {
+            shared: Arc::clone(self),
+            request,
+            wakes,
+            shutdown: self.relay_hub.shutdown(),
+            out,
+            sent: HashSet::new(),
+        };
+        tokio::spawn(pump.run(first));
+        Ok(Box::pin(ReceiverStream::new(receiver)))
+    }
+}
+
+impl Pump {
+    async fn run(mut self, first: Vec<proto::RelayedMessage>) {
+        let mut batch = first;
+        loop {
+            if !self.send_new(batch).await {
+                return;
+            }
+            if let Woken::Stop = self.wait().await {
+                return;
+            }
+            batch = match self.shared.fetch_messages(self.request.clone()).await {
+                Ok(fetched) => fetched.messages,
+                Err(status) => {
+                    // The caller is no longer trusted, its token expired, or its mailbox is
+                    // gone: the stream ends with why.
+                    let _ = self.out.send(Err(status)).await;
+                    return;
+                }
+            };
+        }
+    }
+
+    /// Sends what this stream has not sent yet; false when the receiver is gone.
+    async fn send_new(&mut self, batch: Vec<proto::RelayedMessage>) -> bool {
+        // An id sent before but no longer listed was acknowledged (or expired): forget it.
+        let listed: HashSet<&str> = batch.iter().map(|m| m.message_id.as_str()).collect();
+        self.sent.retain(|id| listed.contains(id.as_str()));
+        for message in batch {
+            if self.sent.contains(&message.message_id) {
+                continue;
+            }
+            self.sent.insert(message.message_id.clone());
+            if self.out.send(Ok(message)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits for a message into this queue, a lost notification, the recheck time, the
+    /// receiver going away or shutdown.
+    async fn wait(&mut self) -> Woken {
+        let recheck = tokio::time::sleep(RECHECK);
+        tokio::pin!(recheck);
+        loop {
+            tokio::select! {
+                _ = self.out.closed() => return Woken::Stop,
+                _ = self.shutdown.changed() => return Woken::Stop,
+                _ = &mut recheck => return Woken::Look,
+                wake = self.wakes.recv() => match wake {
+                    Ok(MessageWake::Queue(queue)) if queue == self.request.queue => {
+                        return Woken::Look;
+                    }
+                    Ok(MessageWake::Queue(_)) => {}
+                    Ok(MessageWake::All) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Woken::Look;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Woken::Stop,
+                },
+            }
+        }
+    }
+}
