@@ -151,6 +151,15 @@ impl Shared {
     ) -> Result<proto::FetchMessagesResponse, Status> {
         self.relay_caller(&req.caller_handle, &req.caller_token)
             .await?;
+        self.read_queue(&req).await
+    }
+
+    /// The messages of the request's queue, without checking the caller (a push stream
+    /// checks it on its own schedule).
+    pub(crate) async fn read_queue(
+        &self,
+        req: &proto::FetchMessagesRequest,
+    ) -> Result<proto::FetchMessagesResponse, Status> {
         field_len("queue", &req.queue, 64)?;
         field_len("receive_capability", &req.receive_capability, 128)?;
         let limit = match req.limit {

@@ -3,13 +3,15 @@
 //!
 //! A message sent on a stream is not sent on it again; it stays queued until the receiver
 //! acknowledges it, so a receiver that loses its stream gets it on the next stream or fetch.
-//! The caller is checked again at least every [`RECHECK`], and the stream ends with the
-//! caller's status when it stops being trusted, its token expires, or its mailbox is deleted.
+//! Every look at the queue checks its receive capability, so the stream ends as soon as the
+//! mailbox is deleted (a suspension, revocation or retirement deletes it in the same
+//! transaction); the caller's token and state are checked again every [`RECHECK`], and the
+//! stream ends with the caller's status when they no longer pass.
 
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use enigm_backend_storage::store::MessageWake;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -45,6 +47,8 @@ struct Pump {
     out: mpsc::Sender<Result<proto::RelayedMessage, Status>>,
     /// The ids sent on this stream and still queued.
     sent: HashSet<String>,
+    /// When the caller was last checked.
+    checked: Instant,
 }
 
 impl Shared {
@@ -64,6 +68,7 @@ impl Shared {
             shutdown: self.relay_hub.shutdown(),
             out,
             sent: HashSet::new(),
+            checked: Instant::now(),
         };
         tokio::spawn(pump.run(first));
         Ok(Box::pin(ReceiverStream::new(receiver)))
@@ -80,8 +85,8 @@ impl Pump {
             if let Woken::Stop = self.wait().await {
                 return;
             }
-            batch = match self.shared.fetch_messages(self.request.clone()).await {
-                Ok(fetched) => fetched.messages,
+            batch = match self.look().await {
+                Ok(fetched) => fetched,
                 Err(status) => {
                     // The caller is no longer trusted, its token expired, or its mailbox is
                     // gone: the stream ends with why.
@@ -90,6 +95,17 @@ impl Pump {
                 }
             };
         }
+    }
+
+    /// The queue's messages; the caller is checked too when [`RECHECK`] has passed.
+    async fn look(&mut self) -> Result<Vec<proto::RelayedMessage>, Status> {
+        if self.checked.elapsed() >= RECHECK {
+            self.shared
+                .relay_caller(&self.request.caller_handle, &self.request.caller_token)
+                .await?;
+            self.checked = Instant::now();
+        }
+        Ok(self.shared.read_queue(&self.request).await?.messages)
     }
 
     /// Sends what this stream has not sent yet; false when the receiver is gone.

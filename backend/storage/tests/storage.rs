@@ -1415,6 +1415,75 @@ async fn mailboxes_store_and_forward(kind: Kind) -> Result<()> {
     Ok(())
 }
 
+async fn key_directory_publish_lookup_withdraw(kind: Kind) -> Result<()> {
+    use enigm_backend_storage::store::{DirectoryEntry, DirectoryRefusal};
+
+    let Fixture { db, kf, store } = fixture(kind).await?;
+    let acc = account(&store, "directory-owner", t(0)).await?;
+    let other = account(&store, "someone-else", t(0)).await?;
+    let (phone, _) = device(&store, &acc, DeviceState::Trusted, t(0)).await?;
+    let (tablet, _) = device(&store, &acc, DeviceState::Pending, t(0)).await?;
+    let capability = "SEND-CAPABILITY-IN-A-BUNDLE-3f9a";
+    let entry = |handle: &DeviceHandle, issued: u64| DirectoryEntry {
+        handle: handle.as_str().to_owned(),
+        account: acc.0.clone(),
+        issued_at: t(issued),
+        bundle: [b"bundle:".as_slice(), capability.as_bytes()].concat(),
+        quote_attest: random_bytes(100),
+        quote_signature: random_bytes(72),
+    };
+
+    // Only a trusted device of the account publishes.
+    assert_eq!(
+        store.publish_keys(&entry(&tablet, 5)).await?,
+        Err(DirectoryRefusal::NotTrusted)
+    );
+    let foreign = DirectoryEntry {
+        account: other.0.clone(),
+        ..entry(&phone, 5)
+    };
+    assert_eq!(
+        store.publish_keys(&foreign).await?,
+        Err(DirectoryRefusal::NotTrusted)
+    );
+    assert!(store.lookup_keys(&acc).await?.is_empty());
+
+    // Newer replaces, older or equal is refused.
+    let first = entry(&phone, 5);
+    store.publish_keys(&first).await?.unwrap();
+    assert_eq!(
+        store.publish_keys(&entry(&phone, 5)).await?,
+        Err(DirectoryRefusal::Stale)
+    );
+    assert_eq!(
+        store.publish_keys(&entry(&phone, 4)).await?,
+        Err(DirectoryRefusal::Stale)
+    );
+    let second = entry(&phone, 9);
+    store.publish_keys(&second).await?.unwrap();
+    assert_eq!(store.lookup_keys(&acc).await?, vec![second.clone()]);
+    assert!(store.lookup_keys(&other).await?.is_empty());
+
+    // Sealed at rest: the bundle's capability is not in the database; it survives a restart.
+    assert!(!contains(&db.dump()?, capability.as_bytes()));
+    store.close().await;
+    let store = Store::open(db.url(), key_file(&db, "keys2.toml", &kf)?).await?;
+    assert_eq!(store.lookup_keys(&acc).await?, vec![second.clone()]);
+
+    // Suspended: withdrawn with the change; reinstated: not listed until it publishes again.
+    for (from, to) in [
+        (DeviceState::Trusted, DeviceState::Suspended),
+        (DeviceState::Suspended, DeviceState::Trusted),
+    ] {
+        store
+            .transition(&phone, from, to, &Actor::System, "test", t(20))
+            .await?;
+    }
+    assert!(store.lookup_keys(&acc).await?.is_empty());
+    store.close().await;
+    Ok(())
+}
+
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1448,4 +1517,5 @@ on_both_engines!(
     malformed_sealed_values,
     no_identifiers_in_database_files,
     mailboxes_store_and_forward,
+    key_directory_publish_lookup_withdraw,
 );
