@@ -1415,6 +1415,64 @@ async fn mailboxes_store_and_forward(kind: Kind) -> Result<()> {
     Ok(())
 }
 
+/// Many sends at once are committed in shared transactions, each checked on its own: the
+/// quota holds exactly, a wrong capability is refused without failing its batch, a repeated
+/// id is stored once, and every accepted send survives a restart.
+async fn concurrent_sends_group_commit(kind: Kind) -> Result<()> {
+    let Fixture { db, kf, store } = fixture(kind).await?;
+    let acc = account(&store, "busy-receiver", t(0)).await?;
+    let (owner, _) = device(&store, &acc, DeviceState::Trusted, t(0)).await?;
+    let mailbox = store.create_mailbox(&owner, t(1)).await?;
+    let limits = MailboxLimits {
+        max_envelope: 4096,
+        max_queued: 150,
+        max_ttl: Duration::from_secs(3600),
+    };
+    let envelope = random_bytes(1072);
+    let mut sends = Vec::new();
+    for i in 0..220u32 {
+        let (store, mailbox, envelope) = (store.clone(), mailbox.clone(), envelope.clone());
+        sends.push(tokio::spawn(async move {
+            // Every tenth uses the receive capability; ids 200.. repeat ids 0..20.
+            let capability = if i % 10 == 9 {
+                &mailbox.receive
+            } else {
+                &mailbox.send
+            };
+            let id = format!("m{}", i % 200);
+            store
+                .enqueue(
+                    delivery(&mailbox.queue, capability, &id, &envelope, t(600)),
+                    t(10),
+                    limits,
+                )
+                .await
+        }));
+    }
+    let (mut accepted, mut full, mut refused) = (0, 0, 0);
+    for send in sends {
+        match send.await?? {
+            Ok(()) => accepted += 1,
+            Err(MailboxRefusal::QueueFull(_)) => full += 1,
+            Err(MailboxRefusal::Capability) => refused += 1,
+            Err(other) => anyhow::bail!("unexpected refusal: {other}"),
+        }
+    }
+    assert_eq!(refused, 22);
+    assert_eq!(accepted + full, 198);
+    store.close().await;
+    let store = Store::open(db.url(), key_file(&db, "keys2.toml", &kf)?).await?;
+    let queued = store
+        .fetch_messages(&mailbox.queue, &mailbox.receive, t(10), 1000)
+        .await?
+        .unwrap();
+    assert_eq!(queued.len(), 150, "the quota holds exactly");
+    let ids: std::collections::BTreeSet<_> = queued.iter().map(|q| &q.message_id).collect();
+    assert_eq!(ids.len(), 150, "each id once");
+    store.close().await;
+    Ok(())
+}
+
 async fn key_directory_publish_lookup_withdraw(kind: Kind) -> Result<()> {
     use enigm_backend_storage::store::{DirectoryEntry, DirectoryRefusal};
 
@@ -1518,4 +1576,5 @@ on_both_engines!(
     no_identifiers_in_database_files,
     mailboxes_store_and_forward,
     key_directory_publish_lookup_withdraw,
+    concurrent_sends_group_commit,
 );

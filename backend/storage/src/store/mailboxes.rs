@@ -4,12 +4,13 @@
 //! receive from it; the database keeps only their SHA-256 digests, compared in constant time,
 //! and a wrong capability and a missing queue get the same answer. A message is committed
 //! with `synchronous = FULL` before [`Store::enqueue`] returns, so an acknowledged send
-//! survives a crash; it stays until the receiver acknowledges it or it expires. A device
+//! survives a crash; sends that arrive together share one commit (group commit); it stays until the receiver acknowledges it or it expires. A device
 //! suspended, revoked or retired loses its queues and what they hold in the same
 //! transaction as the change (also [`Store::delete_mailboxes_of`]).
 
 use base64::Engine as _;
 use openssl::memcmp;
+use tokio::sync::oneshot;
 
 use super::*;
 
@@ -141,6 +142,10 @@ impl Store {
     /// Stores the delivery's envelope as its message id in its queue, if its send capability
     /// opens it, until its expiry; committed durably before it returns. Sending the same
     /// message id again is accepted and changes nothing (a retried send).
+    ///
+    /// Sends that arrive while a commit is under way wait and are stored together in the next
+    /// transaction (group commit: one disk flush for all of them); each is checked on its own,
+    /// so one refusal does not affect the others, and none returns before the commit.
     pub async fn enqueue(
         &self,
         delivery: Delivery<'_>,
@@ -163,57 +168,89 @@ impl Store {
         if expires_at <= now || expires_at > now + limits.max_ttl {
             return Ok(Err(MailboxRefusal::Expiry(limits.max_ttl.as_secs())));
         }
-        let (queue, send, message_id) = (queue.to_owned(), send.to_owned(), message_id.to_owned());
-        let (envelope, stored, expires) = (envelope.to_vec(), ms(now)?, ms(expires_at)?);
-        let engine = self.engine;
-        self.write(Durability::Synced, move |conn| {
-            Box::pin(async move {
-                let mut tx = begin(conn, engine, "storing a message").await?;
-                let row = sqlx::query("SELECT send_digest FROM mailboxes WHERE queue_id = $1")
-                    .bind(queue.clone())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("finding a mailbox"))?;
-                let Some(row) = row else {
-                    return Ok(Err(MailboxRefusal::Capability));
-                };
-                if !opens(&send, &col::<String>(&row, "send_digest")?) {
-                    return Ok(Err(MailboxRefusal::Capability));
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingSend {
+            queue: queue.to_owned(),
+            send: send.to_owned(),
+            message_id: message_id.to_owned(),
+            envelope: envelope.to_vec(),
+            stored: ms(now)?,
+            expires: ms(expires_at)?,
+            max_queued: limits.max_queued,
+            reply,
+        };
+        let start_draining = {
+            let mut sends = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            sends.pending.push(pending);
+            !std::mem::replace(&mut sends.draining, true)
+        };
+        if start_draining {
+            // A task of its own, so a caller that gives up waiting cannot strand the others.
+            tokio::spawn(self.clone().drain_sends());
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Writer("a message batch was dropped".into()))?
+    }
+
+    /// Commits the waiting sends, batch after batch, until none is left.
+    async fn drain_sends(self) {
+        loop {
+            let batch = {
+                let mut sends = self
+                    .sends
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if sends.pending.is_empty() {
+                    sends.draining = false;
+                    return;
                 }
-                let row = sqlx::query(
-                    "SELECT COUNT(*) AS queued FROM mailbox_messages \
-                     WHERE queue_id = $1 AND expires_at > $2",
-                )
-                .bind(queue.clone())
-                .bind(stored)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db("counting a queue"))?;
-                let queued: i64 = col(&row, "queued")?;
-                if queued >= limits.max_queued {
-                    return Ok(Err(MailboxRefusal::QueueFull(limits.max_queued)));
+                let take = sends.pending.len().min(MAX_BATCH);
+                sends.pending.drain(..take).collect::<Vec<_>>()
+            };
+            let (requests, replies): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|p| {
+                    let PendingSend { reply, .. } = p;
+                    (
+                        SendRow {
+                            queue: p.queue,
+                            send: p.send,
+                            message_id: p.message_id,
+                            envelope: p.envelope,
+                            stored: p.stored,
+                            expires: p.expires,
+                            max_queued: p.max_queued,
+                        },
+                        reply,
+                    )
+                })
+                .unzip();
+            let engine = self.engine;
+            let outcome = self
+                .write(Durability::Synced, move |conn| {
+                    Box::pin(store_batch(conn, engine, requests))
+                })
+                .await;
+            match outcome {
+                Ok(answers) => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(Ok(answer));
+                    }
                 }
-                sqlx::query(
-                    "INSERT INTO mailbox_messages (queue_id, message_id, envelope, stored_at, \
-                     expires_at) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (queue_id, message_id) DO NOTHING",
-                )
-                .bind(queue.clone())
-                .bind(message_id)
-                .bind(envelope)
-                .bind(stored)
-                .bind(expires)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("storing a message"))?;
-                super::notify::notify_in(&mut tx, engine, &queue).await?;
-                tx.commit()
-                    .await
-                    .map_err(StoreError::db("committing a message"))?;
-                Ok(Ok(()))
-            })
-        })
-        .await
+                Err(err) => {
+                    let detail = err.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Writer(format!(
+                            "storing a message batch: {detail}"
+                        ))));
+                    }
+                }
+            }
+        }
     }
 
     /// Up to `limit` unexpired messages of `queue`, oldest first, if `receive` opens it.
@@ -324,6 +361,115 @@ impl Store {
         })
         .await
     }
+}
+
+/// The most sends committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Sends waiting for the next commit.
+#[derive(Default)]
+pub(super) struct SendQueue {
+    pending: Vec<PendingSend>,
+    /// Whether a task is committing them.
+    draining: bool,
+}
+
+impl std::fmt::Debug for SendQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendQueue")
+            .field("pending", &self.pending.len())
+            .field("draining", &self.draining)
+            .finish()
+    }
+}
+
+/// A send waiting for the next commit, and where its answer goes.
+struct PendingSend {
+    queue: String,
+    send: String,
+    message_id: String,
+    envelope: Vec<u8>,
+    stored: i64,
+    expires: i64,
+    max_queued: i64,
+    reply: oneshot::Sender<Result<std::result::Result<(), MailboxRefusal>>>,
+}
+
+/// One send of a batch, as the write job stores it.
+struct SendRow {
+    queue: String,
+    send: String,
+    message_id: String,
+    envelope: Vec<u8>,
+    stored: i64,
+    expires: i64,
+    max_queued: i64,
+}
+
+/// Stores a batch of sends in one transaction, each checked on its own; the answers in
+/// order. Nothing is stored when the transaction fails.
+async fn store_batch(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    rows: Vec<SendRow>,
+) -> Result<Vec<std::result::Result<(), MailboxRefusal>>> {
+    let mut tx = begin(conn, engine, "storing messages").await?;
+    let mut answers = Vec::with_capacity(rows.len());
+    for row in rows {
+        answers.push(store_one(&mut tx, engine, row).await?);
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::db("committing messages"))?;
+    Ok(answers)
+}
+
+/// Stores one send inside the batch's transaction, if its capability opens the queue and
+/// the queue has room.
+async fn store_one(
+    tx: &mut AnyConnection,
+    engine: Engine,
+    row: SendRow,
+) -> Result<std::result::Result<(), MailboxRefusal>> {
+    let found = sqlx::query("SELECT send_digest FROM mailboxes WHERE queue_id = $1")
+        .bind(row.queue.clone())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db("finding a mailbox"))?;
+    let Some(found) = found else {
+        return Ok(Err(MailboxRefusal::Capability));
+    };
+    if !opens(&row.send, &col::<String>(&found, "send_digest")?) {
+        return Ok(Err(MailboxRefusal::Capability));
+    }
+    let counted = sqlx::query(
+        "SELECT COUNT(*) AS queued FROM mailbox_messages \
+         WHERE queue_id = $1 AND expires_at > $2",
+    )
+    .bind(row.queue.clone())
+    .bind(row.stored)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(StoreError::db("counting a queue"))?;
+    let queued: i64 = col(&counted, "queued")?;
+    if queued >= row.max_queued {
+        return Ok(Err(MailboxRefusal::QueueFull(row.max_queued)));
+    }
+    sqlx::query(
+        "INSERT INTO mailbox_messages (queue_id, message_id, envelope, stored_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (queue_id, message_id) DO NOTHING",
+    )
+    .bind(row.queue.clone())
+    .bind(row.message_id)
+    .bind(row.envelope)
+    .bind(row.stored)
+    .bind(row.expires)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db("storing a message"))?;
+    super::notify::notify_in(tx, engine, &row.queue).await?;
+    Ok(Ok(()))
 }
 
 /// Deletes `owner`'s mailboxes and their messages inside the caller's transaction. Returns

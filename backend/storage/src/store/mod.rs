@@ -61,6 +61,8 @@ pub struct Store {
     keys: Arc<ServerKeys>,
     /// On PostgreSQL, where a listener for stored messages connects.
     listen_url: Option<Arc<str>>,
+    /// Relay sends waiting for the next group commit.
+    sends: Arc<std::sync::Mutex<mailboxes::SendQueue>>,
 }
 
 mod accounts;
@@ -213,6 +215,7 @@ impl Store {
             engine,
             keys: Arc::new(keys),
             listen_url: (engine == Engine::Postgres).then(|| Arc::from(url)),
+            sends: Arc::default(),
         })
     }
 
