@@ -39,6 +39,11 @@ pub struct Metrics {
     purge_runs: AtomicU64,
     purge_failures: AtomicU64,
     purged: [AtomicU64; 4],
+    relay_stored: AtomicU64,
+    relay_delivered: AtomicU64,
+    relay_acknowledged: AtomicU64,
+    relay_expired: AtomicU64,
+    relay_streams: AtomicU64,
 }
 
 /// The record classes purges are counted by.
@@ -77,6 +82,37 @@ impl Metrics {
         a.fetch_add(counts.appraisals, Ordering::Relaxed);
         t.fetch_add(counts.transitions, Ordering::Relaxed);
         r.fetch_add(counts.connection_records, Ordering::Relaxed);
+    }
+
+    /// One relay message stored.
+    pub fn relay_stored(&self) {
+        self.relay_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` relay messages handed to a receiver (fetched or pushed).
+    pub fn relay_delivered(&self, n: usize) {
+        self.relay_delivered
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// One relay message acknowledged (deleted).
+    pub fn relay_acknowledged(&self) {
+        self.relay_acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` expired relay messages purged.
+    pub fn relay_expired(&self, n: u64) {
+        self.relay_expired.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A push stream opened.
+    pub fn relay_stream_opened(&self) {
+        self.relay_streams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A push stream closed.
+    pub fn relay_stream_closed(&self) {
+        self.relay_streams.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// One purge failed.
@@ -157,6 +193,23 @@ impl Metrics {
                 get(counter)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP enigm_backend_relay_messages_total Relay messages, by event.\n\
+             # TYPE enigm_backend_relay_messages_total counter\n\
+             enigm_backend_relay_messages_total{{event=\"stored\"}} {}\n\
+             enigm_backend_relay_messages_total{{event=\"delivered\"}} {}\n\
+             enigm_backend_relay_messages_total{{event=\"acknowledged\"}} {}\n\
+             enigm_backend_relay_messages_total{{event=\"expired\"}} {}\n\
+             # HELP enigm_backend_relay_streams Push streams open now.\n\
+             # TYPE enigm_backend_relay_streams gauge\n\
+             enigm_backend_relay_streams {}",
+            get(&self.relay_stored),
+            get(&self.relay_delivered),
+            get(&self.relay_acknowledged),
+            get(&self.relay_expired),
+            get(&self.relay_streams)
+        );
         out
     }
 }
@@ -178,5 +231,12 @@ mod tests {
         assert!(text.contains("enigm_backend_appraisals_total{tier=\"warning\"} 2\n"));
         assert!(text.contains("enigm_backend_grpc_errors_total{code=\"invalid_argument\"} 1\n"));
         assert!(!text.contains("code=\"ok\""));
+        m.relay_stored();
+        m.relay_delivered(3);
+        m.relay_stream_opened();
+        let text = m.render();
+        assert!(text.contains("enigm_backend_relay_messages_total{event=\"stored\"} 1\n"));
+        assert!(text.contains("enigm_backend_relay_messages_total{event=\"delivered\"} 3\n"));
+        assert!(text.contains("enigm_backend_relay_streams 1\n"));
     }
 }

@@ -140,6 +140,7 @@ impl Shared {
             .await
             .map_err(store_status)?
             .map_err(refusal)?;
+        self.metrics.relay_stored();
         self.relay_hub.stored(&req.queue);
         Ok(proto::SendMessageResponse {})
     }
@@ -151,7 +152,9 @@ impl Shared {
     ) -> Result<proto::FetchMessagesResponse, Status> {
         self.relay_caller(&req.caller_handle, &req.caller_token)
             .await?;
-        self.read_queue(&req).await
+        let fetched = self.read_queue(&req).await?;
+        self.metrics.relay_delivered(fetched.messages.len());
+        Ok(fetched)
     }
 
     /// The messages of the request's queue, without checking the caller (a push stream
@@ -204,6 +207,9 @@ impl Shared {
             .await
             .map_err(store_status)?
             .map_err(refusal)?;
+        if deleted {
+            self.metrics.relay_acknowledged();
+        }
         Ok(proto::AckMessageResponse { deleted })
     }
 }

@@ -59,7 +59,9 @@ impl Shared {
     ) -> Result<MessageStream, Status> {
         // Subscribed before the first look, so nothing stored in between is missed.
         let wakes = self.relay_hub.subscribe();
-        let first = self.fetch_messages(request.clone()).await?.messages;
+        self.relay_caller(&request.caller_handle, &request.caller_token)
+            .await?;
+        let first = self.read_queue(&request).await?.messages;
         let (out, receiver) = mpsc::channel(BUFFER);
         let pump = Pump {
             shared: Arc::clone(self),
@@ -76,7 +78,14 @@ impl Shared {
 }
 
 impl Pump {
-    async fn run(mut self, first: Vec<proto::RelayedMessage>) {
+    async fn run(self, first: Vec<proto::RelayedMessage>) {
+        let metrics = std::sync::Arc::clone(&self.shared.metrics);
+        metrics.relay_stream_opened();
+        self.pump(first).await;
+        metrics.relay_stream_closed();
+    }
+
+    async fn pump(mut self, first: Vec<proto::RelayedMessage>) {
         let mut batch = first;
         loop {
             if !self.send_new(batch).await {
@@ -121,6 +130,7 @@ impl Pump {
             if self.out.send(Ok(message)).await.is_err() {
                 return false;
             }
+            self.shared.metrics.relay_delivered(1);
         }
         true
     }

@@ -424,7 +424,10 @@ fn purge_task(
                 .await
             {
                 Ok(0) => {}
-                Ok(count) => tracing::debug!(count, "expired relay messages purged"),
+                Ok(count) => {
+                    shared.metrics.relay_expired(count);
+                    tracing::debug!(count, "expired relay messages purged");
+                }
                 Err(err) => {
                     shared.metrics.purge_failed();
                     tracing::error!(error = %err, "purging relay messages failed");

@@ -1974,6 +1974,16 @@ async fn push_stream(kind: Kind) {
         rest.push(next(&mut again).await.unwrap().unwrap().message_id);
     }
     assert_eq!(rest, ["m3", "m4"]);
+    if kind == Kind::Sqlite {
+        let metrics = https_get(&node_a, "/metrics").await;
+        for line in [
+            "enigm_backend_relay_messages_total{event=\"stored\"} 5\n",
+            "enigm_backend_relay_messages_total{event=\"delivered\"} 7\n",
+            "enigm_backend_relay_messages_total{event=\"acknowledged\"} 3\n",
+        ] {
+            assert!(metrics.contains(line), "{line} in {metrics}");
+        }
+    }
 
     // Suspended: the stream ends with a refusal, no later than its recheck.
     let mut admin = admin_client(&node_a).await;
