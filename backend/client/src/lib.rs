@@ -2,6 +2,8 @@
 //! backend's self-signed one, or whatever certificate its operator configured), over
 //! OpenSSL — for devices (`enigmctl`), tools and tests. `TCP_NODELAY` is set, so small
 //! requests are not held back by Nagle's algorithm.
+//!
+//! [`proto`] holds the client (no server) generated from `backend/proto/device.proto`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +16,13 @@ use openssl::x509::store::X509StoreBuilder;
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 use tonic::transport::{Channel, Endpoint};
+
+/// Generated clients and messages of `enigm.backend.v1` (`backend/proto/device.proto`);
+/// the evidence types are `enigm_evidence::v1`'s.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("enigm.backend.v1");
+}
 
 /// ALPN for gRPC (HTTP/2).
 pub const ALPN_H2: &[u8] = b"\x02h2";

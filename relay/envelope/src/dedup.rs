@@ -21,6 +21,11 @@ impl Seen {
         }
     }
 
+    /// Whether message `id` from `sender` was recorded (without recording it).
+    pub fn contains(&self, sender: &str, id: &str) -> bool {
+        self.set.contains(&(sender.to_owned(), id.to_owned()))
+    }
+
     /// Whether message `id` from `sender` is new; records it.
     pub fn first_time(&mut self, sender: &str, id: &str) -> bool {
         let key = (sender.to_owned(), id.to_owned());
@@ -47,6 +52,7 @@ mod tests {
         let mut seen = Seen::new(2);
         assert!(seen.first_time("alice/1", "m1"));
         assert!(!seen.first_time("alice/1", "m1"));
+        assert!(seen.contains("alice/1", "m1") && !seen.contains("alice/1", "m9"));
         assert!(seen.first_time("bob/1", "m1"), "ids are per sender");
         assert!(seen.first_time("alice/1", "m2"));
         assert!(seen.first_time("alice/1", "m1"), "forgotten after capacity");

@@ -45,7 +45,64 @@ impl std::fmt::Debug for DeviceKeys {
     }
 }
 
+/// A device's private message keys in a serializable form (hex), to keep them in a file only
+/// the device's owner can read. Its `Debug` output shows the device id only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretDeviceKeys {
+    /// The device.
+    pub id: DeviceId,
+    /// The X25519 secret (32 bytes, hex).
+    pub hpke_secret: String,
+    /// The Ed25519 secret seed (32 bytes, hex).
+    pub signing_secret: String,
+}
+
+impl std::fmt::Debug for SecretDeviceKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretDeviceKeys")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secret_bytes(what: &str, text: &str) -> Result<[u8; 32], EnvelopeError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| EnvelopeError::Format(format!("{what} is not 32 bytes of hex")))
+}
+
 impl DeviceKeys {
+    /// The keys of a secret form: refused when a key is malformed.
+    pub fn from_secret(secret: &SecretDeviceKeys) -> Result<Self, EnvelopeError> {
+        let hpke_secret = secret_bytes("the HPKE secret", &secret.hpke_secret)?;
+        let signing_seed = secret_bytes("the signing secret", &secret.signing_secret)?;
+        let hpke_public = crate::hpke::public_of(&hpke_secret)?;
+        let signing = PKey::private_key_from_raw_bytes(&signing_seed, Id::ED25519)?;
+        Ok(Self {
+            id: secret.id.clone(),
+            hpke_secret,
+            hpke_public,
+            signing,
+        })
+    }
+
+    /// The secret form of these keys, to be kept private.
+    pub fn to_secret(&self) -> Result<SecretDeviceKeys, EnvelopeError> {
+        Ok(SecretDeviceKeys {
+            id: self.id.clone(),
+            hpke_secret: hex::encode(self.hpke_secret),
+            signing_secret: hex::encode(self.signing.raw_private_key()?),
+        })
+    }
+
+    /// The raw public keys: (X25519, Ed25519), 32 bytes each.
+    pub fn public_raw(&self) -> Result<([u8; 32], [u8; 32]), EnvelopeError> {
+        let signing = <[u8; 32]>::try_from(self.signing.raw_public_key()?)
+            .map_err(|_| EnvelopeError::Format("the Ed25519 key is not 32 bytes".into()))?;
+        Ok((self.hpke_public, signing))
+    }
+
     /// Fresh keys for `id`.
     pub fn generate(id: DeviceId) -> Result<Self, EnvelopeError> {
         let (hpke_secret, hpke_public) = crate::hpke::generate_keypair();
@@ -78,6 +135,27 @@ impl DeviceKeys {
 }
 
 impl PublicDeviceKeys {
+    /// Public keys of `id` from their raw bytes (as the key directory lists them): refused
+    /// unless the X25519 key is 32 bytes and the Ed25519 key is a valid 32-byte public key.
+    pub fn from_raw(id: DeviceId, hpke: &[u8], signing: &[u8]) -> Result<Self, EnvelopeError> {
+        if hpke.len() != 32 {
+            return Err(EnvelopeError::Format(format!(
+                "HPKE key of {} bytes, not 32",
+                hpke.len()
+            )));
+        }
+        if signing.len() != 32 || PKey::public_key_from_raw_bytes(signing, Id::ED25519).is_err() {
+            return Err(EnvelopeError::Format(
+                "the signing key is not an Ed25519 public key".into(),
+            ));
+        }
+        Ok(Self {
+            id,
+            hpke: hex::encode(hpke),
+            signing: hex::encode(signing),
+        })
+    }
+
     /// The X25519 key to seal to.
     pub fn hpke_key(&self) -> Result<[u8; 32], EnvelopeError> {
         hex::decode(&self.hpke)
@@ -97,5 +175,65 @@ impl PublicDeviceKeys {
         Verifier::new_without_digest(&key)
             .and_then(|mut v| v.verify_oneshot(signature, message))
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn id() -> DeviceId {
+        DeviceId {
+            account: "acct".into(),
+            device: "h1".into(),
+        }
+    }
+
+    #[test]
+    fn secret_form_round_trips_and_keeps_signing() {
+        let keys = DeviceKeys::generate(id()).unwrap();
+        let secret = keys.to_secret().unwrap();
+        let json = serde_json::to_string(&secret).unwrap();
+        let back = DeviceKeys::from_secret(&serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(back.public().unwrap(), keys.public().unwrap());
+        assert_eq!(back.hpke_secret(), keys.hpke_secret());
+        let signature = back.sign(b"m").unwrap();
+        assert!(keys.public().unwrap().verifies(b"m", &signature));
+        assert!(!format!("{secret:?}").contains(&secret.hpke_secret));
+        let (hpke, signing) = keys.public_raw().unwrap();
+        assert_eq!(
+            PublicDeviceKeys::from_raw(id(), &hpke, &signing).unwrap(),
+            keys.public().unwrap()
+        );
+    }
+
+    #[test]
+    fn malformed_secrets_and_public_keys_are_refused() {
+        let good = DeviceKeys::generate(id()).unwrap().to_secret().unwrap();
+        for bad in [
+            SecretDeviceKeys {
+                hpke_secret: "zz".into(),
+                ..good.clone()
+            },
+            SecretDeviceKeys {
+                hpke_secret: "00".repeat(31),
+                ..good.clone()
+            },
+            SecretDeviceKeys {
+                signing_secret: "11".repeat(33),
+                ..good.clone()
+            },
+        ] {
+            assert!(DeviceKeys::from_secret(&bad).is_err());
+        }
+        let (hpke, signing) = DeviceKeys::generate(id()).unwrap().public_raw().unwrap();
+        for (h, s) in [
+            (&hpke[..31], &signing[..]),
+            (&hpke[..], &signing[..31]),
+            (&hpke[..], &[0u8; 33][..]),
+        ] {
+            assert!(PublicDeviceKeys::from_raw(id(), h, s).is_err());
+        }
     }
 }
