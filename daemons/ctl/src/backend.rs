@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use crate::grpc::proto::device_api_client::DeviceApiClient;
 use crate::grpc::proto::{
     ActivateCredentialRequest, CreateAccountRequest, DeviceState, EnrollDeviceRequest,
-    GetChallengeRequest, SubmitEvidenceRequest, Tier,
+    GetChallengeRequest, SubmitEvidenceRequest, SubmitEvidenceResponse, Tier,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
@@ -55,7 +55,7 @@ const ENROLL_NONCE: [u8; 32] = [0; 32];
 pub struct BackendArgs {
     /// The backend's gRPC address: https://HOST:PORT.
     #[arg(long, value_name = "URL")]
-    backend: String,
+    pub(crate) backend: String,
     /// The backend's TLS certificate (PEM), the only one trusted.
     #[arg(long, value_name = "CERT.pem", required_unless_present = "fingerprint")]
     pin_cert: Option<PathBuf>,
@@ -64,7 +64,7 @@ pub struct BackendArgs {
     fingerprint: Option<String>,
     /// Where the device handle is kept.
     #[arg(long, default_value = "/var/lib/enigm/ctl")]
-    state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -99,9 +99,12 @@ pub struct AttestArgs {
 
 /// What `enroll` keeps between runs.
 #[derive(Debug, Serialize, Deserialize)]
-struct SavedState {
-    backend: String,
-    handle: String,
+pub(crate) struct SavedState {
+    pub(crate) backend: String,
+    pub(crate) handle: String,
+    /// The account's username (absent in files of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) username: Option<String>,
 }
 
 fn state_path(dir: &Path) -> PathBuf {
@@ -119,7 +122,7 @@ fn save_state(dir: &Path, state: &SavedState) -> Result<()> {
     Ok(())
 }
 
-fn load_state(dir: &Path) -> Result<SavedState> {
+pub(crate) fn load_state(dir: &Path) -> Result<SavedState> {
     let path = state_path(dir);
     let bytes = std::fs::read(&path).with_context(|| {
         format!(
@@ -190,7 +193,7 @@ fn fetch_certificate(addr: SocketAddr, host: &str, expected: &str) -> Result<Vec
     Ok(pem)
 }
 
-async fn connect(args: &BackendArgs) -> Result<DeviceApiClient<Channel>> {
+pub(crate) async fn connect(args: &BackendArgs) -> Result<DeviceApiClient<Channel>> {
     let (host, port) = parse_backend(&args.backend)?;
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
@@ -228,7 +231,7 @@ async fn connect(args: &BackendArgs) -> Result<DeviceApiClient<Channel>> {
 }
 
 /// A backend error in the owner's words.
-fn backend_error(call: &str, status: tonic::Status) -> anyhow::Error {
+pub(crate) fn backend_error(call: &str, status: tonic::Status) -> anyhow::Error {
     use tonic::Code;
     let message = status.message();
     match status.code() {
@@ -242,7 +245,7 @@ fn backend_error(call: &str, status: tonic::Status) -> anyhow::Error {
 }
 
 /// A bus error from `enigm-attestd` in the owner's words.
-fn attestd_error(call: &str, err: zbus::Error) -> anyhow::Error {
+pub(crate) fn attestd_error(call: &str, err: zbus::Error) -> anyhow::Error {
     match bus_error_kind(&err) {
         Some(BusErrorKind::NoOwner) => {
             anyhow!("enigm-attestd is not running (no owner for org.enigm.Attestation1 on the bus)")
@@ -372,6 +375,7 @@ pub async fn enroll(connection: &zbus::Connection, args: &EnrollArgs) -> Result<
         &SavedState {
             backend: args.backend.backend.clone(),
             handle: enrolled.handle.clone(),
+            username: Some(args.username.clone()),
         },
     )?;
     let state = state_name(enrolled.state());
@@ -455,18 +459,16 @@ fn token_claims(token: &str) -> Result<Claims> {
     serde_json::from_slice(&bytes).context("the result token's claims are not the expected JSON")
 }
 
-pub async fn attest(connection: &zbus::Connection, args: &AttestArgs) -> Result<ExitCode> {
-    let handle = match &args.handle {
-        Some(handle) => handle.clone(),
-        None => load_state(&args.backend.state_dir)?.handle,
-    };
-    let attestd = AttestationProxy::new(connection)
-        .await
-        .context("cannot reach enigm-attestd")?;
-    let mut api = connect(&args.backend).await?;
+/// One attestation of device `handle`: challenge, posture, evidence, signed result.
+async fn attest_once(
+    connection: &zbus::Connection,
+    attestd: &AttestationProxy<'_>,
+    api: &mut DeviceApiClient<Channel>,
+    handle: &str,
+) -> Result<(SubmitEvidenceResponse, ReportedPosture)> {
     let challenge = api
         .get_challenge(GetChallengeRequest {
-            handle: handle.clone(),
+            handle: handle.to_owned(),
         })
         .await
         .map_err(|s| backend_error("GetChallenge", s))?
@@ -480,7 +482,7 @@ pub async fn attest(connection: &zbus::Connection, args: &AttestArgs) -> Result<
         .context("enigm-attestd returned evidence that does not decode")?;
     let result = api
         .submit_evidence(SubmitEvidenceRequest {
-            handle: handle.clone(),
+            handle: handle.to_owned(),
             nonce: challenge.nonce,
             evidence: Some(evidence),
             posture_level: u32::from(posture.level),
@@ -489,6 +491,31 @@ pub async fn attest(connection: &zbus::Connection, args: &AttestArgs) -> Result<
         .await
         .map_err(|s| backend_error("SubmitEvidence", s))?
         .into_inner();
+    Ok((result, posture))
+}
+
+/// A fresh attestation result token of device `handle` (for the relay, which wants a
+/// current one with every call).
+pub(crate) async fn fresh_token(
+    connection: &zbus::Connection,
+    attestd: &AttestationProxy<'_>,
+    api: &mut DeviceApiClient<Channel>,
+    handle: &str,
+) -> Result<String> {
+    let (result, _) = attest_once(connection, attestd, api, handle).await?;
+    Ok(result.token)
+}
+
+pub async fn attest(connection: &zbus::Connection, args: &AttestArgs) -> Result<ExitCode> {
+    let handle = match &args.handle {
+        Some(handle) => handle.clone(),
+        None => load_state(&args.backend.state_dir)?.handle,
+    };
+    let attestd = AttestationProxy::new(connection)
+        .await
+        .context("cannot reach enigm-attestd")?;
+    let mut api = connect(&args.backend).await?;
+    let (result, posture) = attest_once(connection, &attestd, &mut api, &handle).await?;
     let claims = token_claims(&result.token)?;
     let tier = tier_name(result.tier());
     let state = state_name(result.state());

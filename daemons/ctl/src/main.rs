@@ -1,12 +1,14 @@
 //! `enigmctl`: the device owner's command-line client for the Enigm OS daemons.
 //!
 //! It talks to the daemons over the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, or `--bus-address`)
-//! and prints a readable report, or JSON with `--json` for scripts. `enroll` and `attest` also
-//! talk to the companion backend over gRPC with a pinned TLS certificate ([`backend`]).
+//! and prints a readable report, or JSON with `--json` for scripts. `enroll`, `attest` and
+//! `message` also talk to the companion backend over gRPC with a pinned TLS certificate
+//! ([`backend`], [`message`]).
 
 mod backend;
 mod defense;
 mod grpc;
+mod message;
 mod posture;
 mod privacy;
 mod time;
@@ -43,6 +45,8 @@ enum Command {
     Update(update::UpdateArgs),
     /// Privacy Mode through enigm-privacyd: on [PROFILE], off, status.
     Privacy(privacy::PrivacyArgs),
+    /// End-to-end-encrypted messages through the backend's relay: setup, send, receive, cover.
+    Message(message::MessageArgs),
     /// Active Defense: scan this device, an image or a dump for spyware indicators (offline).
     Defense(defense::DefenseArgs),
 }
@@ -82,6 +86,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(args) => update::run(&connection, &args).await,
         Command::Privacy(args) => privacy::run(&connection, &args).await,
         Command::Defense(args) => defense::run_bus(&connection, &args).await,
+        Command::Message(args) => message::run(&connection, &args).await,
     }
 }
 
