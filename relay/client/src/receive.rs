@@ -79,8 +79,24 @@ impl RelayClient {
             (Err(EnvelopeError::UnknownSender), Some(sender)) => sender,
             (result, _) => return Ok(result?),
         };
-        self.lookup(&Recipient::AccountId(sender.account.clone()))
-            .await?;
+        match self
+            .lookup(&Recipient::AccountId(sender.account.clone()))
+            .await
+        {
+            Ok(_) => {}
+            // The claimed account is malformed or unknown: nobody to verify it with.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(tonic::Code::InvalidArgument | tonic::Code::NotFound)
+                ) =>
+            {
+                return Err(EnvelopeError::UnknownSender.into());
+            }
+            // A lookup answering for another account than asked.
+            Err(RelayError::Bundle(_)) => return Err(EnvelopeError::UnknownSender.into()),
+            Err(e) => return Err(e),
+        }
         Ok(envelope::open(&keys, envelope_bytes, |id| {
             self.directory.get(id)
         })?)

@@ -353,6 +353,26 @@ async fn every_trusted_device_gets_each_message_once() {
         envelope,
         ttl_secs: 600,
     };
+    // A sender claiming an account the directory cannot look up (too long to be an id), and
+    // one claiming a device alice does not have.
+    let impostor = |account: String, device: &str| {
+        let keys = enigm_envelope::keys::DeviceKeys::generate(enigm_envelope::keys::DeviceId {
+            account,
+            device: device.into(),
+        })
+        .unwrap();
+        seal(
+            &keys,
+            &bob1_public.keys,
+            Message {
+                id: "m-impostor",
+                sent_at: 1,
+                cover: false,
+                body: b"impostor",
+            },
+        )
+        .unwrap()
+    };
     let original = envelope("m-dup", false, b"once only");
     let mut forged = envelope("m-forged", false, b"forged");
     forged[100] ^= 1;
@@ -361,6 +381,8 @@ async fn every_trusted_device_gets_each_message_once() {
         ("w2", original),
         ("w3", envelope("m-cover", true, b"cover")),
         ("w4", forged),
+        ("w5", impostor("z".repeat(200), "d")),
+        ("w6", impostor(alice_id.clone(), "not-a-device")),
     ] {
         api.send_message(raw_send(wire_id, envelope)).await.unwrap();
     }
@@ -390,7 +412,7 @@ async fn every_trusted_device_gets_each_message_once() {
             stats.cover,
             stats.refused
         ),
-        (1, 1, 4, 1)
+        (1, 1, 4, 3)
     );
     let db = dir.path().join("var/lib/enigm/backend.db");
     assert_eq!(
