@@ -8,7 +8,8 @@
 //! - `send --to USER|ACCOUNT`: one envelope to each trusted device of the recipient and to this
 //!   device's other devices;
 //! - `receive [--follow] [--cover]`: prints each message once (sender account and device, time,
-//!   text), then acknowledges it; duplicates and cover envelopes are dropped; `--follow` waits
+//!   text), then acknowledges it; duplicates (also of earlier runs: `<state-dir>/message-seen.log`)
+//!   and cover envelopes are dropped; `--follow` waits
 //!   for new ones by server push, attesting again when the result token expires; `--cover`
 //!   sends cover traffic meanwhile;
 //! - `cover --count N`: sends N cover envelopes at random gaps.
@@ -37,6 +38,8 @@ use crate::time::format_utc;
 
 /// The key file under `--state-dir`.
 const KEY_FILE: &str = "message-keys.json";
+/// The duplicate log under `--state-dir`: the message ids already shown.
+const SEEN_LOG: &str = "message-seen.log";
 /// How long a message waits for its recipient by default: 7 days.
 const DEFAULT_TTL_SECS: u64 = 7 * 86_400;
 /// The fetch interval when no push stream can be had.
@@ -380,6 +383,9 @@ fn print_message(m: &Received, own_account: &str) {
 async fn receive(connection: &zbus::Connection, args: &ReceiveArgs) -> Result<ExitCode> {
     let mut session = session(connection, &args.backend).await?;
     let mut client = relay_client(&session, &args.backend)?;
+    client
+        .keep_seen_in(&args.backend.state_dir.join(SEEN_LOG))
+        .map_err(relay_error)?;
     let own_account = client
         .device_id()
         .map(|id| id.account.clone())

@@ -22,6 +22,7 @@ use crate::directory::Directory;
 use crate::error::RelayError;
 use crate::ids::now_unix;
 use crate::keyfile::{KeyFile, Mailbox};
+use crate::seenlog::SeenLog;
 
 /// How many message ids the duplicate filter remembers.
 const SEEN_CAPACITY: usize = 10_000;
@@ -49,6 +50,7 @@ pub struct RelayClient {
     pub(crate) identity: Option<Identity>,
     pub(crate) directory: Directory,
     pub(crate) seen: Seen,
+    pub(crate) seen_log: Option<SeenLog>,
 }
 
 impl std::fmt::Debug for RelayClient {
@@ -69,6 +71,7 @@ impl RelayClient {
             identity: None,
             directory: Directory::new(),
             seen: Seen::new(SEEN_CAPACITY),
+            seen_log: None,
         }
     }
 
@@ -97,6 +100,15 @@ impl RelayClient {
     /// uses the new one too.
     pub fn set_token(&self, token: &str) {
         self.token.send_replace(token.to_owned());
+    }
+
+    /// Keeps the duplicate filter in the log at `path` (loaded now, appended to as messages
+    /// are handled), so duplicates are recognized across runs.
+    pub fn keep_seen_in(&mut self, path: &std::path::Path) -> Result<(), RelayError> {
+        let (log, seen) = SeenLog::open(path, SEEN_CAPACITY)?;
+        self.seen = seen;
+        self.seen_log = Some(log);
+        Ok(())
     }
 
     /// The device's handle.

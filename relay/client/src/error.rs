@@ -3,6 +3,7 @@
 
 use crate::bundle::{BindError, BundleError};
 use crate::keyfile::KeyFileError;
+use crate::seenlog::SeenLogError;
 
 /// Why a relay operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum RelayError {
     /// The key file cannot be read or written.
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
+    /// The duplicate log cannot be read or written.
+    #[error(transparent)]
+    SeenLog(#[from] SeenLogError),
     /// Sending or receiving needs the keys and mailbox of a setup.
     #[error("no message keys: set up the device first")]
     NotSetUp,

@@ -12,6 +12,7 @@
 //!   the sender's own other devices;
 //! - [`receive`]: push stream with fetch as fallback, opening, duplicate and cover
 //!   suppression, acknowledgement after the application handled a message;
+//! - [`seenlog`]: the duplicate filter kept across runs (an append-only private log);
 //! - [`cover`]: optional cover traffic, dummy envelopes to the device's own queue;
 //! - [`ids`]: message ids, the per-queue ids the server sees, the clock;
 //! - [`error`]: [`RelayError`], what can go wrong.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod ids;
 pub mod keyfile;
 pub mod receive;
+pub mod seenlog;
 pub mod send;
 
 pub use bundle::{BindError, KeyBinder, Listed, Lookup};
@@ -34,4 +36,5 @@ pub use cover::{CoverConfig, CoverTraffic};
 pub use error::RelayError;
 pub use keyfile::{KeyFile, KeyFileError, Mailbox};
 pub use receive::{Flow, ReceiveStats, Received};
+pub use seenlog::{SeenLog, SeenLogError};
 pub use send::SendReport;

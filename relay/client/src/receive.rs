@@ -151,6 +151,11 @@ impl RelayClient {
                 return Ok(Outcome::Handled(flow));
             }
             self.seen.first_time(&sender, &opened.id);
+            if let Some(log) = &mut self.seen_log
+                && let Err(e) = log.record(&sender, &opened.id)
+            {
+                tracing::warn!(error = %e, "the duplicate log was not written");
+            }
             stats.delivered += 1;
             self.ack(&relayed.message_id).await?;
             return Ok(Outcome::Handled(flow));

@@ -421,6 +421,27 @@ async fn every_trusted_device_gets_each_message_once() {
         "all acknowledged"
     );
 
+    // Across runs: a message handled by one session keeping a duplicate log and sent again
+    // (as after a lost acknowledgement) is dropped by the next session with the same log.
+    let seen_log = dir.path().join("bob1-seen.log");
+    let again = || envelope("m-again", false, b"once across runs");
+    let mut first_run =
+        RelayClient::with_key_file(api.clone(), &b1.handle, &b1.token, &bob1_file).unwrap();
+    first_run.keep_seen_in(&seen_log).unwrap();
+    api.send_message(raw_send("w7", again())).await.unwrap();
+    let stats = first_run.receive_pending(|_| Flow::Continue).await.unwrap();
+    assert_eq!(stats.delivered, 1);
+    drop(first_run);
+    api.send_message(raw_send("w8", again())).await.unwrap();
+    let mut second_run =
+        RelayClient::with_key_file(api.clone(), &b1.handle, &b1.token, &bob1_file).unwrap();
+    second_run.keep_seen_in(&seen_log).unwrap();
+    let stats = second_run
+        .receive_pending(|m| panic!("a duplicate reached the application: {m:?}"))
+        .await
+        .unwrap();
+    assert_eq!((stats.delivered, stats.duplicates), (0, 1));
+
     // By server push: a message sent while bob streams arrives; the cover task's envelopes
     // do not.
     let cover_task = tokio::spawn(cover.run());

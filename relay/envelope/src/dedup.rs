@@ -21,6 +21,11 @@ impl Seen {
         }
     }
 
+    /// The remembered (sender, id) pairs, oldest first (to keep them across runs).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.order.iter().map(|(s, i)| (s.as_str(), i.as_str()))
+    }
+
     /// Whether message `id` from `sender` was recorded (without recording it).
     pub fn contains(&self, sender: &str, id: &str) -> bool {
         self.set.contains(&(sender.to_owned(), id.to_owned()))
@@ -56,5 +61,9 @@ mod tests {
         assert!(seen.first_time("bob/1", "m1"), "ids are per sender");
         assert!(seen.first_time("alice/1", "m2"));
         assert!(seen.first_time("alice/1", "m1"), "forgotten after capacity");
+        assert_eq!(
+            seen.entries().collect::<Vec<_>>(),
+            [("alice/1", "m2"), ("alice/1", "m1")]
+        );
     }
 }
