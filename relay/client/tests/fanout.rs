@@ -5,8 +5,10 @@
 //! Two accounts, four devices: alice has two trusted devices, bob one trusted and one pending.
 //! Every trusted device gets each message exactly once (alice's other device included for her
 //! own message); the pending device gets nothing and can neither publish nor look up;
-//! duplicates, cover envelopes and forged envelopes never reach the application; a revocation
-//! takes effect on the device's next operation and deletes its queued messages.
+//! duplicates (also across sessions, through the duplicate log), cover envelopes and forged
+//! or impostor envelopes never reach the application; a revocation takes effect on the
+//! device's next operation and deletes its queued messages; a suspension ends an open push
+//! stream, and after reinstatement a second setup keeps the keys and makes a new mailbox.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -232,7 +234,7 @@ async fn every_trusted_device_gets_each_message_once() {
     attest(&mut api, &mut a2).await;
 
     let (mut alice1, alice1_file) = setup(&api, &mut a1, &alice_id).await;
-    let (mut alice2, _) = setup(&api, &mut a2, &alice_id).await;
+    let (mut alice2, a2_file) = setup(&api, &mut a2, &alice_id).await;
     let (mut bob1, bob1_file) = setup(&api, &mut b1, &bob_id).await;
     assert_eq!(alice1.account_id("bob").await.unwrap(), bob_id);
 
@@ -490,15 +492,7 @@ async fn every_trusted_device_gets_each_message_once() {
         .await
         .unwrap();
     assert_eq!(queued_in(&db, &bob1_file.mailbox.queue).await, 1);
-    let mut request = tonic::Request::new(AdminTransitionRequest {
-        handle: b1.handle.clone(),
-        reason: "stolen".into(),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {admin_key}").parse().unwrap(),
-    );
-    admin.revoke(request).await.unwrap();
+    admin.revoke(authed(&admin_key, &b1.handle)).await.unwrap();
     assert_eq!(
         code(bob1.receive_pending(|_| Flow::Continue).await),
         Some(Code::Unauthenticated)
@@ -551,5 +545,73 @@ async fn every_trusted_device_gets_each_message_once() {
         RelayClient::with_key_file(api.clone(), &a2.handle, &a2.token, &alice1_file),
         Err(RelayError::OtherDevice { .. })
     ));
+
+    // A suspension while a2 streams ends the stream with a refusal. Reinstated and attested
+    // again, a2 sets up again: the same keys, a new mailbox (the old one went with the
+    // suspension), a newer bundle; and it receives again.
+    let (streamed, ()) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            alice2.receive_follow(Duration::from_millis(200), |m| {
+                panic!("nothing was sent: {m:?}")
+            })
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            admin.suspend(authed(&admin_key, &a2.handle)).await.unwrap();
+        }
+    );
+    let refused = streamed.expect("the stream ends").unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            Some(Code::Unauthenticated | Code::PermissionDenied)
+        ),
+        "{refused}"
+    );
+    assert!(
+        alice1
+            .lookup(&Recipient::AccountId(alice_id.clone()))
+            .await
+            .unwrap()
+            .devices
+            .iter()
+            .all(|d| d.handle() != a2.handle),
+        "a suspended device is not listed"
+    );
+    admin
+        .reinstate(authed(&admin_key, &a2.handle))
+        .await
+        .unwrap();
+    attest(&mut api, &mut a2).await;
+    alice2.set_token(&a2.token);
+    let renewed = alice2
+        .setup(&alice_id, Some(&a2_file), &mut SoftBinder(&mut a2.tpm))
+        .await
+        .unwrap();
+    assert_eq!(renewed.keys, a2_file.keys);
+    assert_ne!(renewed.mailbox, a2_file.mailbox);
+    assert!(renewed.published_at_unix > a2_file.published_at_unix);
+    alice1
+        .send(
+            &Recipient::AccountId(alice_id.clone()),
+            b"welcome back",
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(inbox(&mut alice2).await, [text(&a1.handle, "welcome back")]);
     running.shutdown().await;
+}
+
+/// An admin request for `handle` with the admin key.
+fn authed(key: &str, handle: &str) -> tonic::Request<AdminTransitionRequest> {
+    let mut request = tonic::Request::new(AdminTransitionRequest {
+        handle: handle.into(),
+        reason: "test".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
 }
