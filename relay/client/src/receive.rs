@@ -129,7 +129,10 @@ impl RelayClient {
             // The backend or the directory could not be asked: leave it queued.
             Err(e @ RelayError::Backend { .. }) => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, "an envelope was refused and dropped");
+                tracing::warn!(
+                    reason = refusal_reason(&e),
+                    "an envelope was refused and dropped"
+                );
                 stats.refused += 1;
                 self.ack(&relayed.message_id).await?;
                 return Ok(Outcome::Dropped);
@@ -258,6 +261,22 @@ impl RelayClient {
             }
             tokio::time::sleep(poll).await;
         }
+    }
+}
+
+/// Why an envelope was refused, in words that cannot quote its contents (a parse error of
+/// decrypted contents could).
+fn refusal_reason(e: &RelayError) -> &'static str {
+    match e {
+        RelayError::Envelope(EnvelopeError::Hpke(_)) => "does not open with this device's key",
+        RelayError::Envelope(EnvelopeError::Format(_)) => "malformed",
+        RelayError::Envelope(EnvelopeError::TooLarge { .. }) => "too large",
+        RelayError::Envelope(EnvelopeError::BadSignature) => {
+            "the sender's signature does not verify"
+        }
+        RelayError::Envelope(EnvelopeError::UnknownSender) => "unknown sender device",
+        RelayError::Envelope(EnvelopeError::WrongRecipient) => "sealed for another device",
+        _ => "not usable",
     }
 }
 
