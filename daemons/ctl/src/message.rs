@@ -286,22 +286,26 @@ async fn send(connection: &zbus::Connection, args: &SendArgs) -> Result<ExitCode
     let session = session(connection, &args.backend).await?;
     let mut client = relay_client(&session, &args.backend)?;
     // A username first; when there is no such user, an account id.
-    let to = match client.lookup(&Recipient::Username(args.to.clone())).await {
-        Ok(lookup) => Recipient::AccountId(lookup.account_id),
-        Err(e) if e.code() == Some(tonic::Code::NotFound) => Recipient::AccountId(args.to.clone()),
-        Err(e) => return Err(relay_error(e)),
-    };
-    let report = client
-        .send(&to, &body, Duration::from_secs(args.ttl))
+    let ttl = Duration::from_secs(args.ttl);
+    let sent = match client
+        .send(&Recipient::Username(args.to.clone()), &body, ttl)
         .await
-        .map_err(|e| match e {
-            RelayError::NoDevices(_) => anyhow!(
-                "{} has no trusted device with published message keys (no such user or \
-                 account, or its devices have not run `enigmctl message setup`)",
-                args.to
-            ),
-            other => relay_error(other),
-        })?;
+    {
+        Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+            client
+                .send(&Recipient::AccountId(args.to.clone()), &body, ttl)
+                .await
+        }
+        other => other,
+    };
+    let report = sent.map_err(|e| match e {
+        RelayError::NoDevices(_) => anyhow!(
+            "{} has no trusted device with published message keys (no such user or account, \
+             or its devices have not run `enigmctl message setup`)",
+            args.to
+        ),
+        other => relay_error(other),
+    })?;
     let failed: Vec<_> = report
         .failed
         .iter()
