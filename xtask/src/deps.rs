@@ -119,6 +119,10 @@ pub const PACKAGES: &[Package] = &[
         name: "zstd",
         needed_by: "zstd --patch-from: the oracle and benchmark peer for delta updates",
     },
+    Package {
+        name: "mosquitto",
+        needed_by: "MQTT broker: the peer (QoS 1, persistence) in the relay benchmark",
+    },
 ];
 
 /// Where the daemons keep their sysusers.d files, relative to the workspace root:

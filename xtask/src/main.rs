@@ -40,9 +40,9 @@ enum Command {
     /// install-deps, build, then run the daemon on a private bus and print its posture.
     Demo,
     /// install-deps, then the criterion benchmarks, the backend round-trip benchmark, the
-    /// image verification and dm-verity benchmark, the delta-size benchmark, the Active Defense
-    /// benchmark (with MVT from PyPI as its peer), the end-to-end benchmark and the Privacy
-    /// Mode benchmark (release).
+    /// relay benchmark (with mosquitto as its peer), the image verification and dm-verity
+    /// benchmark, the delta-size benchmark, the Active Defense benchmark (with MVT from PyPI as
+    /// its peer), the end-to-end benchmark and the Privacy Mode benchmark (release).
     ///
     /// Arguments after `--` are appended to `cargo bench -p enigm-tscd --bench posture`.
     Bench {
@@ -135,6 +135,10 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     steps::run(
         "bench (attestation backend round trips)",
         &steps::cargo(root).args(["bench", "-p", "enigm-backend", "--bench", "roundtrip"]),
+    )?;
+    steps::run(
+        "bench (relay messages: SQLite and PostgreSQL, mosquitto QoS 1 as the peer)",
+        &steps::cargo(root).args(["bench", "-p", "enigm-backend", "--bench", "relay"]),
     )?;
     steps::run(
         "bench (image verification and dm-verity)",
