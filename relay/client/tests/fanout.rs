@@ -38,7 +38,7 @@ use tonic::transport::Channel;
 const PASSWORD: &str = "correct horse battery staple";
 const TTL: Duration = Duration::from_secs(3600);
 
-fn write_config(root: &Path) {
+fn write_config(root: &Path, token_lifetime_minutes: u32) {
     let etc = root.join("etc/enigm");
     std::fs::create_dir_all(&etc).unwrap();
     std::fs::write(
@@ -51,13 +51,15 @@ fn write_config(root: &Path) {
     .unwrap();
     std::fs::write(
         etc.join("backend.toml"),
-        "challenge_ttl_secs = 60\n\
+        format!(
+            "challenge_ttl_secs = 60\n\
          policy_file = \"/etc/enigm/backend-policy.toml\"\n\
-         token_lifetime_minutes = 5\n\
+         token_lifetime_minutes = {token_lifetime_minutes}\n\
          [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
          [tls]\nnames = [\"backend.test\"]\n\
          [argon2]\nm_kib = 64\nt = 1\np = 1\n\
-         [rate_limit]\nper_minute = 60000\nburst = 10000\n",
+         [rate_limit]\nper_minute = 60000\nburst = 10000\n"
+        ),
     )
     .unwrap();
 }
@@ -204,7 +206,7 @@ async fn queued_in(db: &Path, queue: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_trusted_device_gets_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
+    write_config(dir.path(), 5);
     let config = enigm_backend::Config::load(dir.path(), []).unwrap();
     let running = enigm_backend::start(dir.path(), config).await.unwrap();
     let admin_key = std::fs::read_to_string(dir.path().join("var/lib/enigm/backend-admin.key"))
@@ -614,4 +616,60 @@ fn authed(key: &str, handle: &str) -> tonic::Request<AdminTransitionRequest> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {key}").parse().unwrap());
     request
+}
+
+/// A push stream ends when the receiver's token expires; the receiver attests again, hands the
+/// new token to its session and follows on, and gets what was sent meanwhile. Slow: a token
+/// lives at least a minute, and the backend accepts it for a minute of clock leeway more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "over two minutes: run with --ignored"]
+async fn following_resumes_with_a_fresh_token_after_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 1);
+    let config = enigm_backend::Config::load(dir.path(), []).unwrap();
+    let running = enigm_backend::start(dir.path(), config).await.unwrap();
+    let mut api = DeviceApiClient::new(channel(&running).await);
+    let carol_id = create_account(&mut api, "carol").await;
+    let dave_id = create_account(&mut api, "dave").await;
+    let (mut c1, _) = enroll(&mut api, "carol").await;
+    let (mut d1, _) = enroll(&mut api, "dave").await;
+    let (mut carol, _) = setup(&api, &mut c1, &carol_id).await;
+    let (mut dave, _) = setup(&api, &mut d1, &dave_id).await;
+
+    let started = std::time::Instant::now();
+    let expired = tokio::time::timeout(
+        Duration::from_secs(200),
+        dave.receive_follow(Duration::from_millis(200), |m| {
+            panic!("nothing was sent: {m:?}")
+        }),
+    )
+    .await
+    .expect("the stream ends when the token expires")
+    .unwrap_err();
+    assert!(expired.token_refused(), "{expired}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "not before expiry"
+    );
+
+    attest(&mut api, &mut c1).await;
+    carol.set_token(&c1.token);
+    carol
+        .send(&Recipient::Username("dave".into()), b"still there?", TTL)
+        .await
+        .unwrap();
+    attest(&mut api, &mut d1).await;
+    dave.set_token(&d1.token);
+    let stats = tokio::time::timeout(
+        Duration::from_secs(20),
+        dave.receive_follow(Duration::from_millis(200), |m| {
+            assert_eq!(m.body, b"still there?");
+            Flow::Stop
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(stats.delivered, 1);
+    running.shutdown().await;
 }
