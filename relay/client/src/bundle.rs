@@ -34,7 +34,8 @@ pub type BindError = Box<dyn std::error::Error + Send + Sync>;
 /// nonce, with an all-zero posture digest.
 pub trait KeyBinder {
     /// Evidence for `nonce` with [`BINDING_POSTURE`].
-    fn bind(&mut self, nonce: [u8; 32]) -> impl Future<Output = Result<Evidence, BindError>>;
+    fn bind(&mut self, nonce: [u8; 32])
+    -> impl Future<Output = Result<Evidence, BindError>> + Send;
 }
 
 /// Why a directory entry was refused.

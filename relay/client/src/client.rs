@@ -268,3 +268,47 @@ impl RelayClient {
         Ok(file)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::bundle::BindError;
+    use crate::receive::Flow;
+    use enigm_evidence::v1::Evidence;
+
+    struct NoBinder;
+
+    impl KeyBinder for NoBinder {
+        async fn bind(&mut self, _nonce: [u8; 32]) -> Result<Evidence, BindError> {
+            Err("no attester".into())
+        }
+    }
+
+    fn is_send<T: Send>(_: &T) {}
+
+    /// The session's futures can run on any tokio worker (checked when compiling).
+    #[allow(dead_code)]
+    async fn futures_are_send(client: &mut RelayClient) {
+        let who = Recipient::Username("u".into());
+        is_send(&client.setup("a", None, &mut NoBinder));
+        is_send(&client.lookup(&who));
+        is_send(&client.send(&who, b"", std::time::Duration::from_secs(1)));
+        is_send(&client.receive_pending(|_| Flow::Continue));
+        is_send(&client.receive_follow(std::time::Duration::from_secs(1), |_| Flow::Stop));
+        if let Ok(cover) = client.cover(crate::cover::CoverConfig {
+            mean_interval: std::time::Duration::from_secs(1),
+            ttl: std::time::Duration::from_secs(1),
+        }) {
+            is_send(&cover.run());
+        }
+    }
+
+    #[tokio::test]
+    async fn debug_output_shows_no_secrets() {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let client = RelayClient::new(DeviceApiClient::new(channel), "handle-1", "secret-token");
+        let shown = format!("{client:?}");
+        assert!(shown.contains("handle-1") && !shown.contains("secret-token"));
+    }
+}
