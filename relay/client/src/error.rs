@@ -9,7 +9,7 @@ use crate::seenlog::SeenLogError;
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     /// The backend refused a call or could not be reached.
-    #[error("the backend refused {call} ({code:?}): {message}", code = status.code(), message = status.message())]
+    #[error("{call} failed ({code:?}): {message}", code = status.code(), message = status.message())]
     Backend {
         /// The RPC.
         call: &'static str,

@@ -8,7 +8,9 @@
 //! duplicates (also across sessions, through the duplicate log), cover envelopes and forged
 //! or impostor envelopes never reach the application; a revocation takes effect on the
 //! device's next operation and deletes its queued messages; a suspension ends an open push
-//! stream, and after reinstatement a second setup keeps the keys and makes a new mailbox.
+//! stream, and after reinstatement a second setup keeps the keys and makes a new mailbox. A
+//! receiver following by push survives a backend restart (fetch fallback, then a new stream)
+//! and an expired token (ignored test: over two minutes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -39,6 +41,11 @@ const PASSWORD: &str = "correct horse battery staple";
 const TTL: Duration = Duration::from_secs(3600);
 
 fn write_config(root: &Path, token_lifetime_minutes: u32) {
+    write_config_at(root, token_lifetime_minutes, 0);
+}
+
+/// The config with the gRPC listener on `grpc_port` (0: any free port).
+fn write_config_at(root: &Path, token_lifetime_minutes: u32, grpc_port: u16) {
     let etc = root.join("etc/enigm");
     std::fs::create_dir_all(&etc).unwrap();
     std::fs::write(
@@ -55,7 +62,7 @@ fn write_config(root: &Path, token_lifetime_minutes: u32) {
             "challenge_ttl_secs = 60\n\
          policy_file = \"/etc/enigm/backend-policy.toml\"\n\
          token_lifetime_minutes = {token_lifetime_minutes}\n\
-         [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         [listen]\ngrpc = \"127.0.0.1:{grpc_port}\"\nhttp = \"127.0.0.1:0\"\n\
          [tls]\nnames = [\"backend.test\"]\n\
          [argon2]\nm_kib = 64\nt = 1\np = 1\n\
          [rate_limit]\nper_minute = 60000\nburst = 10000\n"
@@ -672,4 +679,78 @@ async fn following_resumes_with_a_fresh_token_after_expiry() {
     .unwrap();
     assert_eq!(stats.delivered, 1);
     running.shutdown().await;
+}
+
+/// The push stream breaks when the backend restarts: the receiver falls back to fetching
+/// (failing while the backend is away), opens a stream again once it is back, and gets the
+/// message sent after the restart, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_survives_a_backend_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    write_config_at(dir.path(), 5, port);
+    let start = || async {
+        let config = enigm_backend::Config::load(dir.path(), []).unwrap();
+        enigm_backend::start(dir.path(), config).await.unwrap()
+    };
+    let running = start().await;
+    let mut api = DeviceApiClient::new(channel(&running).await);
+    let erin_id = create_account(&mut api, "erin").await;
+    let frank_id = create_account(&mut api, "frank").await;
+    let (mut e1, _) = enroll(&mut api, "erin").await;
+    let (mut f1, _) = enroll(&mut api, "frank").await;
+    let (mut erin, _) = setup(&api, &mut e1, &erin_id).await;
+    let (mut frank, _) = setup(&api, &mut f1, &frank_id).await;
+
+    let mut got = Vec::new();
+    let (followed, restarted) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            frank.receive_follow(Duration::from_millis(300), |m| {
+                got.push(m.body);
+                Flow::Stop
+            })
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            running.shutdown().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let running = start().await;
+            assert_eq!(running.grpc_addr.port(), port);
+            // The sender's channel reconnects by itself.
+            let mut sent = None;
+            for _ in 0..50 {
+                match erin
+                    .send(
+                        &Recipient::Username("frank".into()),
+                        b"after the restart",
+                        TTL,
+                    )
+                    .await
+                {
+                    Ok(report) => {
+                        sent = Some(report);
+                        break;
+                    }
+                    Err(e) if e.code() == Some(Code::Unavailable) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(sent.is_some(), "the backend came back");
+            running
+        }
+    );
+    let stats = followed
+        .expect("the message arrives after the restart")
+        .unwrap();
+    assert_eq!(stats.delivered, 1);
+    assert_eq!(got, [b"after the restart".to_vec()]);
+    assert!(inbox(&mut frank).await.is_empty());
+    restarted.shutdown().await;
 }
