@@ -6,7 +6,9 @@
 //! [`binary`] builds the workspace's binaries once per test process. Tools a test needs are
 //! installed when missing ([`require_tool`]); nothing is silently skipped.
 
+pub mod messaging;
 pub mod netns;
+pub mod relay_demo;
 pub mod update;
 pub mod update_demo;
 

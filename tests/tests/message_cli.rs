@@ -11,58 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use enigm_e2e::{
-    Daemon, PrivateBus, Swtpm, attestd_command, enigmctl_package, write_backend_config,
-};
+use enigm_e2e::messaging::{BackendAccess, MessagingDevice};
+use enigm_e2e::{enigmctl_package, write_backend_config};
 use serde_json::Value;
-
-struct Device {
-    bus: PrivateBus,
-    attestd: Daemon,
-    _tpm: Swtpm,
-    root: tempfile::TempDir,
-}
-
-impl Device {
-    async fn start() -> Device {
-        let bus = PrivateBus::start("").unwrap();
-        let tpm = Swtpm::start().unwrap();
-        let root = tempfile::Builder::new()
-            .prefix("enigm-msg")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(
-            root.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let attestd =
-            Daemon::spawn(attestd_command(&bus, root.path(), &tpm.tcti()).unwrap()).unwrap();
-        if let Err(err) = bus
-            .wait_for_name(enigm_attestd::service::BUS_NAME, Duration::from_secs(20))
-            .await
-        {
-            panic!("{err}: {}", attestd.stderr());
-        }
-        Device {
-            bus,
-            attestd,
-            _tpm: tpm,
-            root,
-        }
-    }
-
-    fn ctl(&self, args: &[&str], url: &str, cert: &PathBuf) -> Command {
-        let mut command = enigmctl_package(&self.bus).unwrap();
-        command
-            .args(args)
-            .args(["--backend", url, "--pin-cert"])
-            .arg(cert)
-            .arg("--state-dir")
-            .arg(self.root.path().join("ctl-state"));
-        command
-    }
-}
 
 async fn run(mut command: Command) -> Output {
     tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -89,36 +40,26 @@ async fn two_devices_exchange_messages_with_enigmctl() {
     let running = enigm_backend::start(backend_root.path(), config)
         .await
         .unwrap();
-    let url = format!("https://localhost:{}", running.grpc_addr.port());
     let cert = backend_root.path().join("backend.crt");
     std::fs::write(&cert, &running.cert_pem).unwrap();
+    let backend = BackendAccess {
+        url: format!("https://localhost:{}", running.grpc_addr.port()),
+        cert,
+    };
 
-    let alice = Device::start().await;
-    let bob = Device::start().await;
-    for (device, name) in [(&alice, "alice"), (&bob, "bob")] {
-        let password = device.root.path().join("password");
-        std::fs::write(&password, "a password for the test\n").unwrap();
-        let password = password.to_str().unwrap();
-        let enroll = device.ctl(
-            &[
-                "enroll",
-                "--username",
-                name,
-                "--create-account",
-                "--password-file",
-                password,
-            ],
-            &url,
-            &cert,
-        );
-        ok(&run(enroll).await);
+    let alice = MessagingDevice::start("alice", enigmctl_package)
+        .await
+        .unwrap();
+    let bob = MessagingDevice::start("bob", enigmctl_package)
+        .await
+        .unwrap();
+    for device in [&alice, &bob] {
+        device.enroll(&backend).unwrap();
     }
     // Before setup: a clear error.
-    let early = run(alice.ctl(
-        &["message", "send", "--to", "bob", "--text", "x"],
-        &url,
-        &cert,
-    ))
+    let early = run(alice
+        .command(&["message", "send", "--to", "bob", "--text", "x"], &backend)
+        .unwrap())
     .await;
     assert!(!early.status.success());
     assert!(
@@ -129,7 +70,10 @@ async fn two_devices_exchange_messages_with_enigmctl() {
 
     let mut first_setup = Vec::new();
     for device in [&alice, &bob] {
-        let out = ok(&run(device.ctl(&["message", "setup", "--json"], &url, &cert)).await);
+        let out = ok(&run(device
+            .command(&["message", "setup", "--json"], &backend)
+            .unwrap())
+        .await);
         let json: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(json["keys"], "new");
         let key_file = PathBuf::from(json["key_file"].as_str().unwrap());
@@ -140,11 +84,9 @@ async fn two_devices_exchange_messages_with_enigmctl() {
         first_setup.push(json);
     }
     // Again: keys and mailbox kept.
-    let again: Value = serde_json::from_str(&ok(&run(alice.ctl(
-        &["message", "setup", "--json"],
-        &url,
-        &cert,
-    ))
+    let again: Value = serde_json::from_str(&ok(&run(alice
+        .command(&["message", "setup", "--json"], &backend)
+        .unwrap())
     .await))
     .unwrap();
     assert_eq!(
@@ -153,23 +95,22 @@ async fn two_devices_exchange_messages_with_enigmctl() {
     );
 
     let text = "Hello Bob, this is Alice \u{1F44B}";
-    let sent: Value = serde_json::from_str(&ok(&run(alice.ctl(
-        &[
-            "message", "send", "--to", "bob", "--text", text, "--ttl", "600", "--json",
-        ],
-        &url,
-        &cert,
-    ))
+    let sent: Value = serde_json::from_str(&ok(&run(alice
+        .command(
+            &[
+                "message", "send", "--to", "bob", "--text", text, "--ttl", "600", "--json",
+            ],
+            &backend,
+        )
+        .unwrap())
     .await))
     .unwrap();
     assert_eq!(sent["recipient_devices"].as_array().unwrap().len(), 1);
     assert_eq!(sent["account_id"], first_setup[1]["account_id"]);
 
-    let received: Value = serde_json::from_str(&ok(&run(bob.ctl(
-        &["message", "receive", "--json"],
-        &url,
-        &cert,
-    ))
+    let received: Value = serde_json::from_str(&ok(&run(bob
+        .command(&["message", "receive", "--json"], &backend)
+        .unwrap())
     .await))
     .unwrap();
     let messages = received["messages"].as_array().unwrap();
@@ -179,23 +120,24 @@ async fn two_devices_exchange_messages_with_enigmctl() {
     assert_eq!(messages[0]["from_device"], first_setup[0]["handle"]);
     assert_eq!(messages[0]["message_id"], sent["message_id"]);
     // Acknowledged: gone.
-    let human = ok(&run(bob.ctl(&["message", "receive"], &url, &cert)).await);
+    let human = ok(&run(bob.command(&["message", "receive"], &backend).unwrap()).await);
     assert!(human.contains("No messages."), "{human}");
 
     // Bob answers by account id while alice follows (with cover traffic).
-    let mut follower = alice.ctl(
-        &[
-            "message",
-            "receive",
-            "--follow",
-            "--cover",
-            "--cover-mean",
-            "0.5",
-            "--json",
-        ],
-        &url,
-        &cert,
-    );
+    let mut follower = alice
+        .command(
+            &[
+                "message",
+                "receive",
+                "--follow",
+                "--cover",
+                "--cover-mean",
+                "0.5",
+                "--json",
+            ],
+            &backend,
+        )
+        .unwrap();
     let mut child = follower
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -209,18 +151,19 @@ async fn two_devices_exchange_messages_with_enigmctl() {
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     let alice_account = first_setup[0]["account_id"].as_str().unwrap();
-    ok(&run(bob.ctl(
-        &[
-            "message",
-            "send",
-            "--to",
-            alice_account,
-            "--text",
-            "pushed to alice",
-        ],
-        &url,
-        &cert,
-    ))
+    ok(&run(bob
+        .command(
+            &[
+                "message",
+                "send",
+                "--to",
+                alice_account,
+                "--text",
+                "pushed to alice",
+            ],
+            &backend,
+        )
+        .unwrap())
     .await);
     let line = tokio::time::timeout(Duration::from_secs(30), line)
         .await
@@ -233,8 +176,8 @@ async fn two_devices_exchange_messages_with_enigmctl() {
     assert_eq!(message["text"], "pushed to alice");
     assert_eq!(message["from_device"], first_setup[1]["handle"]);
 
-    for mut device in [alice, bob] {
-        device.attestd.terminate(Duration::from_secs(5)).unwrap();
+    for device in [alice, bob] {
+        device.stop().unwrap();
     }
     running.shutdown().await;
 }

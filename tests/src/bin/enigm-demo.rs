@@ -8,7 +8,10 @@
 //! start and pinned by its fingerprint), `enigmctl enroll` and `enigmctl attest`, printing the
 //! attestation result; then a verified A/B update on a disk image (`enigm_e2e::update_demo`):
 //! built and published with a delta by `enigm-image`, checked, downloaded and applied by
-//! `enigm-updated` through `enigmctl update`, booted and marked good. Everything it started is
+//! `enigm-updated` through `enigmctl update`, booted and marked good; and a message between
+//! two devices of two accounts through the backend's relay (`enigm_e2e::relay_demo`): keys
+//! bound to each device's TPM, sent with `enigmctl message send`, only ciphertext in the
+//! backend's database, read with `enigmctl message receive`. Everything it started is
 //! stopped at the end.
 
 use std::path::Path;
@@ -156,7 +159,20 @@ async fn attestation(bus: &PrivateBus) -> Result<()> {
     println!("    certificate {}", cert_path.display());
     println!("    SHA-256 fingerprint {fingerprint}");
 
-    let result = enroll_and_attest(bus, &grpc, &fingerprint, &cert_path, device_root.path());
+    let mut result = enroll_and_attest(bus, &grpc, &fingerprint, &cert_path, device_root.path());
+    if result.is_ok() {
+        let access = enigm_e2e::messaging::BackendAccess {
+            url: format!(
+                "https://localhost:{}",
+                grpc.rsplit(':').next().unwrap_or("")
+            ),
+            cert: cert_path.clone(),
+        };
+        let database_dir = backend_root.path().join("var/lib/enigm");
+        result = enigm_e2e::relay_demo::run(&access, &database_dir, step)
+            .await
+            .context("the messaging demo");
+    }
 
     step("stopping enigm-backend, enigm-attestd and swtpm");
     println!(
