@@ -22,6 +22,7 @@ pub mod relay_stream;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod token_cache;
 
 /// Generated gRPC types and service of `backend/proto/device.proto` (package
 /// `enigm.backend.v1`); evidence types are `enigm_evidence::v1`'s.

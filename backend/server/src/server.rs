@@ -235,6 +235,7 @@ pub async fn start(root: &Path, config: Config) -> Result<Running, StartError> {
         limiter: RateLimiter::new(config.rate_limit),
         queue_limiter: RateLimiter::new(config.relay_rate_limit),
         relay_hub,
+        token_cache: Default::default(),
     });
 
     let grpc_listener = TcpListener::bind(config.listen.grpc)

@@ -66,6 +66,8 @@ pub struct Shared {
     pub queue_limiter: RateLimiter,
     /// Wake-ups of the relay's push streams.
     pub relay_hub: Arc<crate::relay_hub::RelayHub>,
+    /// Results already verified, for callers that repeat their token.
+    pub token_cache: crate::token_cache::TokenCache,
 }
 
 /// The device API service.
@@ -378,15 +380,18 @@ impl Shared {
             .await
             .map_err(store_status)?;
         let epoch = u64::try_from(epoch).unwrap_or(u64::MAX);
-        let expected_sub = handle.as_str().to_owned();
-        let check = move |d: &str| (d == expected_sub).then_some(epoch);
-        let claims = enigm_backend_tokens::verify(
-            token,
-            &self.keyring,
-            unix_secs(SystemTime::now()),
-            &check,
-        )
-        .map_err(|e| Status::unauthenticated(format!("{field}: {e}")))?;
+        let now = unix_secs(SystemTime::now());
+        let claims = match self.token_cache.get(token, handle.as_str(), epoch, now) {
+            Some(claims) => claims,
+            None => {
+                let expected_sub = handle.as_str().to_owned();
+                let check = move |d: &str| (d == expected_sub).then_some(epoch);
+                let claims = enigm_backend_tokens::verify(token, &self.keyring, now, &check)
+                    .map_err(|e| Status::unauthenticated(format!("{field}: {e}")))?;
+                self.token_cache.insert(token, &claims);
+                claims
+            }
+        };
         if claims.tier == TokenTier::Contraindicated {
             return Err(Status::permission_denied(format!(
                 "{field}: the attestation result is contraindicated"
