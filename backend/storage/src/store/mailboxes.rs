@@ -4,7 +4,7 @@
 //! receive from it; the database keeps only their SHA-256 digests, compared in constant time,
 //! and a wrong capability and a missing queue get the same answer. A message is committed
 //! with `synchronous = FULL` before [`Store::enqueue`] returns, so an acknowledged send
-//! survives a crash; sends that arrive together share one commit (group commit); it stays until the receiver acknowledges it or it expires. A device
+//! survives a crash; sends that arrive together share one flush (group commit); it stays until the receiver acknowledges it or it expires. A device
 //! suspended, revoked or retired loses its queues and what they hold in the same
 //! transaction as the change (also [`Store::delete_mailboxes_of`]).
 
@@ -143,9 +143,11 @@ impl Store {
     /// opens it, until its expiry; committed durably before it returns. Sending the same
     /// message id again is accepted and changes nothing (a retried send).
     ///
-    /// Sends that arrive while a commit is under way wait and are stored together in the next
-    /// transaction (group commit: one disk flush for all of them); each is checked on its own,
-    /// so one refusal does not affect the others, and none returns before the commit.
+    /// On SQLite, sends that arrive while a commit is under way wait and are stored together
+    /// in the next transaction (group commit: one disk flush for all of them); each is checked
+    /// on its own, so one refusal does not affect the others, and none returns before the
+    /// commit. On PostgreSQL each send is its own transaction on the pool, and the server
+    /// flushes concurrent commits together.
     pub async fn enqueue(
         &self,
         delivery: Delivery<'_>,
@@ -167,6 +169,29 @@ impl Store {
         }
         if expires_at <= now || expires_at > now + limits.max_ttl {
             return Ok(Err(MailboxRefusal::Expiry(limits.max_ttl.as_secs())));
+        }
+        if self.engine == Engine::Postgres {
+            // PostgreSQL commits concurrent transactions on the pool's connections together
+            // by itself; a send is its own transaction.
+            let row = SendRow {
+                queue: queue.to_owned(),
+                send: send.to_owned(),
+                message_id: message_id.to_owned(),
+                envelope: envelope.to_vec(),
+                stored: ms(now)?,
+                expires: ms(expires_at)?,
+                max_queued: limits.max_queued,
+            };
+            let engine = self.engine;
+            let answers = self
+                .write(Durability::Synced, move |conn| {
+                    Box::pin(store_batch(conn, engine, vec![row]))
+                })
+                .await?;
+            return answers
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Writer("a send had no answer".into()));
         }
         let (reply, answer) = oneshot::channel();
         let pending = PendingSend {
@@ -433,7 +458,14 @@ async fn store_one(
     engine: Engine,
     row: SendRow,
 ) -> Result<std::result::Result<(), MailboxRefusal>> {
-    let found = sqlx::query("SELECT send_digest FROM mailboxes WHERE queue_id = $1")
+    // On PostgreSQL concurrent sends run in concurrent transactions: the mailbox row is
+    // locked so the quota count and the insert of one queue's sends take turns. (SQLite's
+    // transactions are serial already and have no FOR UPDATE.)
+    let find = match engine {
+        Engine::Postgres => "SELECT send_digest FROM mailboxes WHERE queue_id = $1 FOR UPDATE",
+        Engine::Sqlite => "SELECT send_digest FROM mailboxes WHERE queue_id = $1",
+    };
+    let found = sqlx::query(find)
         .bind(row.queue.clone())
         .fetch_optional(&mut *tx)
         .await
