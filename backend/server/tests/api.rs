@@ -2030,3 +2030,79 @@ async fn send_envelopes_refused(
         .await;
     assert_eq!(code(refused), Code::PermissionDenied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_into_one_queue_are_rate_limited_and_other_queues_are_not() {
+    use enigm_backend::proto::{CreateMailboxRequest, FetchMessagesRequest, SendMessageRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    // One send a second into a queue, a burst of 3.
+    write_config_with(
+        dir.path(),
+        60,
+        "",
+        "[relay_rate_limit]\nper_minute = 60\nburst = 3\n",
+    );
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "gina").await;
+    create_account(&mut api, "hank").await;
+    let (mut gina_dev, mut hank_dev) = (Device::new().unwrap(), Device::new().unwrap());
+    let (gina, _) = enroll(&mut api, "gina", &gina_dev).await;
+    let (hank, _) = enroll(&mut api, "hank", &hank_dev).await;
+    let gina_token = attest(&mut api, &gina, &mut gina_dev).await;
+    let hank_token = attest(&mut api, &hank, &mut hank_dev).await;
+    let new_mailbox = || CreateMailboxRequest {
+        caller_handle: hank.clone(),
+        caller_token: hank_token.clone(),
+    };
+    let busy = api
+        .create_mailbox(new_mailbox())
+        .await
+        .unwrap()
+        .into_inner();
+    let quiet = api
+        .create_mailbox(new_mailbox())
+        .await
+        .unwrap()
+        .into_inner();
+
+    send_envelopes(&mut api, (&gina, &gina_token), &busy, 0..3).await;
+    let refused = api
+        .send_message(SendMessageRequest {
+            caller_handle: gina.clone(),
+            caller_token: gina_token.clone(),
+            queue: busy.queue.clone(),
+            send_capability: busy.send_capability.clone(),
+            message_id: "over".into(),
+            envelope: vec![0; enigm_envelope::pad::WIRE_SIZES[0]],
+            ttl_secs: 600,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("queue"), "{refused:?}");
+    assert!(refused.metadata().get("retry-after").is_some());
+    // Another queue is not affected; the refused send stored nothing.
+    send_envelopes(&mut api, (&gina, &gina_token), &quiet, 0..3).await;
+    let queued = api
+        .fetch_messages(FetchMessagesRequest {
+            caller_handle: hank.clone(),
+            caller_token: hank_token.clone(),
+            queue: busy.queue.clone(),
+            receive_capability: busy.receive_capability.clone(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(
+        queued
+            .iter()
+            .map(|m| m.message_id.as_str())
+            .collect::<Vec<_>>(),
+        ["m0", "m1", "m2"]
+    );
+    running.shutdown().await;
+}
