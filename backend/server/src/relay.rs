@@ -44,6 +44,14 @@ fn refusal(r: MailboxRefusal) -> Status {
     }
 }
 
+/// The messages one fetch returns for a requested `limit` (0: the most).
+pub fn fetch_limit(limit: u32) -> u32 {
+    match limit {
+        0 => MAX_FETCH,
+        n => n.min(MAX_FETCH),
+    }
+}
+
 pub(crate) fn field_len(field: &str, value: &str, max: usize) -> Result<(), Status> {
     if value.is_empty() || value.len() > max {
         return Err(Status::invalid_argument(format!(
@@ -165,10 +173,7 @@ impl Shared {
     ) -> Result<proto::FetchMessagesResponse, Status> {
         field_len("queue", &req.queue, 64)?;
         field_len("receive_capability", &req.receive_capability, 128)?;
-        let limit = match req.limit {
-            0 => MAX_FETCH,
-            n => n.min(MAX_FETCH),
-        };
+        let limit = fetch_limit(req.limit);
         let messages = self
             .store
             .fetch_messages(

@@ -24,6 +24,9 @@ use crate::service::Shared;
 
 /// How often a quiet stream checks its caller and queue again.
 pub const RECHECK: Duration = Duration::from_secs(5);
+/// How soon a stream whose last look was full (more messages may wait beyond it) looks
+/// again, so a backlog drains as the receiver acknowledges.
+pub const BACKLOG_LOOK: Duration = Duration::from_millis(250);
 /// Messages buffered towards a slow receiver.
 const BUFFER: usize = 32;
 
@@ -49,6 +52,8 @@ struct Pump {
     sent: HashSet<String>,
     /// When the caller was last checked.
     checked: Instant,
+    /// Whether the last look returned as many messages as one look may.
+    backlog: bool,
 }
 
 impl Shared {
@@ -71,6 +76,7 @@ impl Shared {
             out,
             sent: HashSet::new(),
             checked: Instant::now(),
+            backlog: false,
         };
         tokio::spawn(pump.run(first));
         Ok(Box::pin(ReceiverStream::new(receiver)))
@@ -87,7 +93,9 @@ impl Pump {
 
     async fn pump(mut self, first: Vec<proto::RelayedMessage>) {
         let mut batch = first;
+        let limit = crate::relay::fetch_limit(self.request.limit) as usize;
         loop {
+            self.backlog = batch.len() >= limit;
             if !self.send_new(batch).await {
                 return;
             }
@@ -135,10 +143,10 @@ impl Pump {
         true
     }
 
-    /// Waits for a message into this queue, a lost notification, the recheck time, the
-    /// receiver going away or shutdown.
+    /// Waits for a message into this queue, a lost notification, the recheck time (sooner
+    /// with a backlog), the receiver going away or shutdown.
     async fn wait(&mut self) -> Woken {
-        let recheck = tokio::time::sleep(RECHECK);
+        let recheck = tokio::time::sleep(if self.backlog { BACKLOG_LOOK } else { RECHECK });
         tokio::pin!(recheck);
         loop {
             tokio::select! {

@@ -2106,3 +2106,60 @@ async fn sends_into_one_queue_are_rate_limited_and_other_queues_are_not() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_stream_drains_a_backlog_larger_than_one_look() {
+    use enigm_backend::proto::{AckMessageRequest, CreateMailboxRequest, FetchMessagesRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 60);
+    let running = start(dir.path()).await;
+    let mut api = client(&running).await;
+    create_account(&mut api, "ivan").await;
+    create_account(&mut api, "judy").await;
+    let (mut ivan_dev, mut judy_dev) = (Device::new().unwrap(), Device::new().unwrap());
+    let (ivan, _) = enroll(&mut api, "ivan", &ivan_dev).await;
+    let (judy, _) = enroll(&mut api, "judy", &judy_dev).await;
+    let ivan_token = attest(&mut api, &ivan, &mut ivan_dev).await;
+    let judy_token = attest(&mut api, &judy, &mut judy_dev).await;
+    let mailbox = api
+        .create_mailbox(CreateMailboxRequest {
+            caller_handle: judy.clone(),
+            caller_token: judy_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Eight waiting, a stream that looks at three at a time: it gets all eight as they are
+    // acknowledged, with nothing new sent meanwhile.
+    send_envelopes(&mut api, (&ivan, &ivan_token), &mailbox, 0..8).await;
+    let mut stream = api
+        .stream_messages(FetchMessagesRequest {
+            caller_handle: judy.clone(),
+            caller_token: judy_token.clone(),
+            queue: mailbox.queue.clone(),
+            receive_capability: mailbox.receive_capability.clone(),
+            limit: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let message = next(&mut stream).await.unwrap().unwrap();
+        api.ack_message(AckMessageRequest {
+            caller_handle: judy.clone(),
+            caller_token: judy_token.clone(),
+            queue: mailbox.queue.clone(),
+            receive_capability: mailbox.receive_capability.clone(),
+            message_id: message.message_id.clone(),
+        })
+        .await
+        .unwrap();
+        ids.push(message.message_id);
+    }
+    let expected: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    assert_eq!(ids, expected);
+    drop(stream);
+    running.shutdown().await;
+}
