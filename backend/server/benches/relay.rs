@@ -32,9 +32,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,8 +53,13 @@ use tempfile::TempDir;
 use tokio::sync::{Semaphore, mpsc};
 use tonic::transport::Channel;
 
+#[path = "common/config.rs"]
+mod config;
+#[path = "../../storage/tests/common/mod.rs"]
+mod pg;
 #[path = "../tests/common/soft_device.rs"]
 mod soft_device;
+use config::write_config;
 use soft_device::SoftDevice as Device;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -148,8 +152,16 @@ fn run() -> Result<()> {
             }
             "sqlite" => runtime.block_on(relay_engine("relay SQLite", None, settings))?,
             "postgres" => {
-                let server = DurablePostgres::start().context("starting PostgreSQL")?;
-                let url = server.url.clone();
+                let server = pg::Postgres::start_durable().context("starting PostgreSQL")?;
+                eprintln!(
+                    "PostgreSQL: fsync, synchronous_commit, wal_sync_method = {}",
+                    server.query_value(
+                        "SELECT current_setting('fsync') || ' ' || \
+                         current_setting('synchronous_commit') || ' ' || \
+                         current_setting('wal_sync_method')"
+                    )?
+                );
+                let url = server.url().to_owned();
                 let r = runtime.block_on(relay_engine("relay PostgreSQL", Some(&url), settings));
                 drop(server);
                 r?
@@ -313,35 +325,6 @@ fn parse_id(id: &str) -> Option<(usize, u64)> {
 
 // ----- the relay ------------------------------------------------------------------------------
 
-/// The server's config under `root`: loopback ephemeral ports, rate limits out of the way
-/// (they are per queue, and the whole load goes into one queue), cheap argon2.
-fn write_config(root: &Path, database_url: Option<&str>) -> Result<()> {
-    let etc = root.join("etc/enigm");
-    std::fs::create_dir_all(&etc)?;
-    std::fs::write(
-        etc.join("backend-policy.toml"),
-        format!(
-            "[tpm]\nrequire_event_log = false\n[tpm.pcrs]\n\"7\" = [\"{}\"]\n",
-            "07".repeat(32)
-        ),
-    )?;
-    let db = database_url.map_or_else(String::new, |url| format!("database_url = \"{url}\"\n"));
-    std::fs::write(
-        etc.join("backend.toml"),
-        format!(
-            "challenge_ttl_secs = 60\n\
-             policy_file = \"/etc/enigm/backend-policy.toml\"\n\
-             token_lifetime_minutes = 10\n\
-             {db}\
-             [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-             [argon2]\nm_kib = 64\nt = 1\np = 1\n\
-             [rate_limit]\nper_minute = 100000000\nburst = 10000000\n\
-             [relay_rate_limit]\nper_minute = 100000000\nburst = 10000000\n"
-        ),
-    )?;
-    Ok(())
-}
-
 async fn client(running: &Running) -> Result<DeviceApiClient<Channel>> {
     let channel =
         enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost").await?;
@@ -455,7 +438,7 @@ async fn relay_engine(
     settings: Settings,
 ) -> Result<Outcome> {
     let dir = tempfile::tempdir()?;
-    write_config(dir.path(), database_url)?;
+    write_config(dir.path(), database_url, 10)?;
     let config = Config::load(dir.path(), [])?;
     let running = enigm_backend::start(dir.path(), config).await?;
 
@@ -593,154 +576,11 @@ async fn relay_engine(
     outcome
 }
 
-// ----- PostgreSQL, durable --------------------------------------------------------------------
-
-/// A private PostgreSQL server with durable commits (the defaults: `fsync`,
-/// `synchronous_commit` and `full_page_writes` on), from the Debian packages' binaries, owned
-/// by the `postgres` user, on a free loopback port; stopped on drop.
-struct DurablePostgres {
-    dir: TempDir,
-    bin: PathBuf,
-    data: PathBuf,
-    uid: u32,
-    gid: u32,
-    port: u16,
-    url: String,
-}
-
-fn checked(cmd: &mut Command, what: &str) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(out)
-}
+// ----- helpers ---------------------------------------------------------------------------------
 
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
     Ok(l.local_addr()?.port())
-}
-
-impl DurablePostgres {
-    fn start() -> Result<Self> {
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .context(
-                "no /usr/lib/postgresql: install the postgresql package (cargo xtask install-deps)",
-            )?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let version = e.file_name().to_str()?.parse().ok()?;
-                let bin = e.path().join("bin");
-                bin.join("initdb").is_file().then_some((version, bin))
-            })
-            .collect();
-        versions.sort();
-        let (_, bin) = versions
-            .pop()
-            .context("no /usr/lib/postgresql/*/bin/initdb")?;
-        let user = nix::unistd::User::from_name("postgres")?
-            .context("no `postgres` system user (the postgresql package creates it)")?;
-        let dir = tempfile::Builder::new()
-            .prefix("enigm-bench-pg-")
-            .tempdir()?;
-        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-            .context("chown of the PostgreSQL directory to postgres (needs root)")?;
-        let sockets = dir.path().join("sock");
-        std::fs::create_dir(&sockets)?;
-        std::os::unix::fs::chown(&sockets, Some(uid), Some(gid))?;
-        let mut pg = Self {
-            data: dir.path().join("data"),
-            dir,
-            bin,
-            uid,
-            gid,
-            port: 0,
-            url: String::new(),
-        };
-        checked(
-            pg.command("initdb").arg("-D").arg(&pg.data).args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]),
-            "initdb",
-        )?;
-        let port = free_port()?;
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=on -c synchronous_commit=on \
-             -c full_page_writes=on -c max_connections=40",
-            sockets.display()
-        );
-        let log = pg.dir.path().join("server.log");
-        checked(
-            pg.command("pg_ctl")
-                .arg("-D")
-                .arg(&pg.data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "-o", &options, "start"]),
-            "pg_ctl start",
-        )
-        .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
-        pg.port = port;
-        let port = port.to_string();
-        let psql_args = ["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
-        checked(
-            pg.command("createdb").args(psql_args).arg("enigm_bench"),
-            "createdb",
-        )?;
-        let shown = checked(
-            pg.command("psql").args(psql_args).args([
-                "-At",
-                "-c",
-                "SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') \
-                 || ' ' || current_setting('wal_sync_method')",
-            ]),
-            "psql",
-        )?;
-        eprintln!(
-            "PostgreSQL: fsync, synchronous_commit, wal_sync_method = {}",
-            String::from_utf8_lossy(&shown.stdout).trim()
-        );
-        pg.url = format!("postgres://postgres@127.0.0.1:{port}/enigm_bench");
-        Ok(pg)
-    }
-
-    fn command(&self, name: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(name));
-        cmd.uid(self.uid)
-            .gid(self.gid)
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .env("LC_ALL", "C")
-            .env_remove("PGDATA")
-            .env_remove("PGHOST")
-            .env_remove("PGPORT");
-        cmd
-    }
-}
-
-impl Drop for DurablePostgres {
-    fn drop(&mut self) {
-        if self.port != 0 {
-            let _ = self
-                .command("pg_ctl")
-                .arg("-D")
-                .arg(&self.data)
-                .args(["-m", "immediate", "-w", "stop"])
-                .output();
-        }
-    }
 }
 
 // ----- mosquitto ------------------------------------------------------------------------------

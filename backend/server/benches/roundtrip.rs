@@ -10,7 +10,6 @@
 //! `ENIGM_BENCH_DEVICES` (devices = concurrent clients, default 32),
 //! `ENIGM_BENCH_ENGINES` (`sqlite,postgres` by default).
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +24,13 @@ use enigm_backend::proto::{
 use enigm_backend::{Config, Running};
 use tonic::transport::Channel;
 
+#[path = "common/config.rs"]
+mod config;
 #[path = "../../storage/tests/common/mod.rs"]
 mod pg;
 #[path = "../tests/common/soft_device.rs"]
 mod soft_device;
+use config::write_config;
 use soft_device::SoftDevice as Device;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -122,34 +124,6 @@ struct Outcome {
     errors: u64,
 }
 
-/// The server's config under `root`: loopback ephemeral ports, generous rate limits, cheap
-/// argon2 (it only runs at account creation and enrollment), no event log required.
-fn write_config(root: &Path, database_url: Option<&str>) -> Result<()> {
-    let etc = root.join("etc/enigm");
-    std::fs::create_dir_all(&etc)?;
-    std::fs::write(
-        etc.join("backend-policy.toml"),
-        format!(
-            "[tpm]\nrequire_event_log = false\n[tpm.pcrs]\n\"7\" = [\"{}\"]\n",
-            "07".repeat(32)
-        ),
-    )?;
-    let db = database_url.map_or_else(String::new, |url| format!("database_url = \"{url}\"\n"));
-    std::fs::write(
-        etc.join("backend.toml"),
-        format!(
-            "challenge_ttl_secs = 60\n\
-             policy_file = \"/etc/enigm/backend-policy.toml\"\n\
-             token_lifetime_minutes = 5\n\
-             {db}\
-             [listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-             [argon2]\nm_kib = 64\nt = 1\np = 1\n\
-             [rate_limit]\nper_minute = 100000000\nburst = 10000000\n"
-        ),
-    )?;
-    Ok(())
-}
-
 async fn client(running: &Running) -> Result<DeviceApiClient<Channel>> {
     let channel =
         enigm_backend::client::channel(running.grpc_addr, &running.cert_pem, "localhost").await?;
@@ -227,7 +201,7 @@ async fn bench_engine(
     secs: u64,
 ) -> Result<Outcome> {
     let dir = tempfile::tempdir()?;
-    write_config(dir.path(), database_url)?;
+    write_config(dir.path(), database_url, 5)?;
     let config = Config::load(dir.path(), [])?;
     let running = enigm_backend::start(dir.path(), config).await?;
 

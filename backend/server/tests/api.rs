@@ -7,8 +7,11 @@
 
 use std::path::Path;
 
+#[path = "common/raw_call.rs"]
+mod raw_call;
 #[path = "common/soft_device.rs"]
 mod soft_device;
+use raw_call::raw_call;
 #[path = "../../storage/tests/common/mod.rs"]
 mod storage_harness;
 use soft_device::SoftDevice as Device;
@@ -24,7 +27,6 @@ use enigm_backend::{Config, Running};
 use enigm_evidence::v1::{Evidence, PcrBank, evidence};
 use enigm_tpm_evidence::soft::{KeyKind, SoftwareAk};
 use prost::Message;
-use prost::bytes::{Buf, BufMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -462,64 +464,6 @@ async fn second_device_pending_until_approved_by_first() {
     );
     drop(api);
     running.shutdown().await;
-}
-
-/// Sends raw bytes as the request body of `method`.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-#[derive(Debug, Clone, Copy, Default)]
-struct RawEncoder;
-#[derive(Debug, Clone, Copy, Default)]
-struct RawDecoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        buf: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        buf.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
-    }
-}
-
-async fn raw_call(
-    channel: Channel,
-    method: &'static str,
-    body: Vec<u8>,
-) -> Result<Vec<u8>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    grpc.unary(
-        tonic::Request::new(body),
-        tonic::codegen::http::uri::PathAndQuery::from_static(method),
-        RawCodec,
-    )
-    .await
-    .map(tonic::Response::into_inner)
 }
 
 async fn https_get(running: &Running, path: &str) -> String {

@@ -15,8 +15,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers: a failed setup step should stop the test
 
+#[path = "common/raw_call.rs"]
+mod raw_call;
 #[path = "common/soft_device.rs"]
 mod soft_device;
+use raw_call::raw_call;
 #[path = "../../storage/tests/common/mod.rs"]
 mod storage_harness;
 
@@ -37,7 +40,6 @@ use enigm_backend::proto::{
 use enigm_envelope::envelope::{Message as Plain, open, seal};
 use enigm_envelope::keys::{DeviceId, DeviceKeys};
 use enigm_envelope::pad::WIRE_SIZES;
-use prost::bytes::{Buf, BufMut};
 use soft_device::SoftDevice;
 use storage_harness::{Kind, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1005,60 +1007,6 @@ async fn expiry(kind: Kind, no_remnant_in_sqlite_file: bool) {
 
 // ----- bad input -------------------------------------------------------------------------------
 
-/// Sends raw bytes as the request body of a method.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-#[derive(Debug, Clone, Copy, Default)]
-struct RawEncoder;
-#[derive(Debug, Clone, Copy, Default)]
-struct RawDecoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        buf: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        buf.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
-    }
-}
-
-async fn raw_call(channel: Channel, method: &'static str, body: Vec<u8>) -> Status {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    grpc.unary(
-        tonic::Request::new(body),
-        tonic::codegen::http::uri::PathAndQuery::from_static(method),
-        RawCodec,
-    )
-    .await
-    .unwrap_err()
-}
-
 fn expect_status<T: std::fmt::Debug>(
     what: &str,
     result: Result<T, Status>,
@@ -1272,7 +1220,8 @@ async fn bad_relay_requests_get_clear_statuses_and_change_nothing() {
             "/enigm.backend.v1.DeviceApi/SendMessage",
             body,
         )
-        .await;
+        .await
+        .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
     }
 

@@ -3,7 +3,8 @@
 //! - SQLite: a file in a temporary directory.
 //! - PostgreSQL: a real server started here ([`Postgres::start`]) from the Debian packages'
 //!   binaries (installed with apt-get when missing), owned by the `postgres` system user,
-//!   listening on a free loopback port, stopped on drop.
+//!   listening on a free loopback port, stopped on drop. Tests run it with `fsync` off; the
+//!   benchmarks that measure durable commits use [`Postgres::start_durable`].
 //!
 //! When PostgreSQL cannot be started the test fails with the reason: the suite never skips.
 
@@ -94,8 +95,19 @@ pub struct Postgres {
 
 impl Postgres {
     /// Find (or install) the server, initdb a cluster in a temporary directory, start it on
-    /// a free loopback port and create the test database.
+    /// a free loopback port with `fsync`, `synchronous_commit` and `full_page_writes` off (a
+    /// test needs no crash safety), and create the test database.
     pub fn start() -> Result<Postgres> {
+        Self::start_with(false)
+    }
+
+    /// [`Postgres::start`] with PostgreSQL's durable defaults: `fsync`, `synchronous_commit`
+    /// and `full_page_writes` on, so a commit returns only once it is on disk.
+    pub fn start_durable() -> Result<Postgres> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Postgres> {
         let bin = ensure_installed()?;
         let user = nix::unistd::User::from_name("postgres")
             .context("looking up the postgres user")?
@@ -124,17 +136,18 @@ impl Postgres {
             pg.command("initdb")
                 .arg("-D")
                 .arg(&pg.data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8"])
-                .args(["--locale=C", "--no-sync"]),
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+                .args((!durable).then_some("--no-sync")),
             "initdb",
         )?;
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
+            let switch = if durable { "on" } else { "off" };
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB \
-                 -c max_connections=40",
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={switch} \
+                 -c synchronous_commit={switch} -c full_page_writes={switch} \
+                 -c shared_buffers=16MB -c max_connections=40",
                 sockets.display()
             );
             let log = pg.dir.path().join("server.log");
@@ -195,6 +208,18 @@ impl Postgres {
     /// The test database's URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The single value `query` returns, run with `psql` as the postgres user.
+    pub fn query_value(&self, query: &str) -> Result<String> {
+        let out = run(
+            self.command("psql")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "postgres", "-At", "-c", query])
+                .arg(DB_NAME),
+            "psql",
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// `pg_dump` of the test database (plain SQL text), run as the postgres user.
