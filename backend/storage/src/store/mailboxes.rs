@@ -170,18 +170,18 @@ impl Store {
         if expires_at <= now || expires_at > now + limits.max_ttl {
             return Ok(Err(MailboxRefusal::Expiry(limits.max_ttl.as_secs())));
         }
+        let row = SendRow {
+            queue: queue.to_owned(),
+            send: send.to_owned(),
+            message_id: message_id.to_owned(),
+            envelope: envelope.to_vec(),
+            stored: ms(now)?,
+            expires: ms(expires_at)?,
+            max_queued: limits.max_queued,
+        };
         if self.engine == Engine::Postgres {
             // PostgreSQL commits concurrent transactions on the pool's connections together
             // by itself; a send is its own transaction.
-            let row = SendRow {
-                queue: queue.to_owned(),
-                send: send.to_owned(),
-                message_id: message_id.to_owned(),
-                envelope: envelope.to_vec(),
-                stored: ms(now)?,
-                expires: ms(expires_at)?,
-                max_queued: limits.max_queued,
-            };
             let engine = self.engine;
             let answers = self
                 .write(Durability::Synced, move |conn| {
@@ -194,16 +194,7 @@ impl Store {
                 .ok_or_else(|| StoreError::Writer("a send had no answer".into()));
         }
         let (reply, answer) = oneshot::channel();
-        let pending = PendingSend {
-            queue: queue.to_owned(),
-            send: send.to_owned(),
-            message_id: message_id.to_owned(),
-            envelope: envelope.to_vec(),
-            stored: ms(now)?,
-            expires: ms(expires_at)?,
-            max_queued: limits.max_queued,
-            reply,
-        };
+        let pending = PendingSend { row, reply };
         let start_draining = {
             let mut sends = self
                 .sends
@@ -236,24 +227,8 @@ impl Store {
                 let take = sends.pending.len().min(MAX_BATCH);
                 sends.pending.drain(..take).collect::<Vec<_>>()
             };
-            let (requests, replies): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .map(|p| {
-                    let PendingSend { reply, .. } = p;
-                    (
-                        SendRow {
-                            queue: p.queue,
-                            send: p.send,
-                            message_id: p.message_id,
-                            envelope: p.envelope,
-                            stored: p.stored,
-                            expires: p.expires,
-                            max_queued: p.max_queued,
-                        },
-                        reply,
-                    )
-                })
-                .unzip();
+            let (requests, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.row, p.reply)).unzip();
             let engine = self.engine;
             let outcome = self
                 .write(Durability::Synced, move |conn| {
@@ -412,13 +387,7 @@ impl std::fmt::Debug for SendQueue {
 
 /// A send waiting for the next commit, and where its answer goes.
 struct PendingSend {
-    queue: String,
-    send: String,
-    message_id: String,
-    envelope: Vec<u8>,
-    stored: i64,
-    expires: i64,
-    max_queued: i64,
+    row: SendRow,
     reply: oneshot::Sender<Result<std::result::Result<(), MailboxRefusal>>>,
 }
 
